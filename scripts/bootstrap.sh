@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install everything the project needs for development and tests into the project itself:
+# a Python virtual environment in .venv (requirements-dev.txt) and Node tools in node_modules
+# (Azurite). Idempotent: re-running only installs what changed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "[bootstrap] creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.requirements.sha256
+want="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "[bootstrap] installing Python requirements"
+  .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -m pip install --quiet -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import openvino, tritonclient.grpc, ovmsclient, azure.functions, cv2" \
+    || { echo "[bootstrap] Python requirements did not install" >&2; exit 1; }
+  echo "$want" > "$stamp"
+fi
+if command -v npm >/dev/null 2>&1; then
+  if [ ! -x node_modules/.bin/azurite ] || [ package.json -nt node_modules/.package-lock.json ]; then
+    echo "[bootstrap] installing Node tools (azurite)"
+    npm install --no-audit --no-fund --loglevel=error >/dev/null
+  fi
+else
+  echo "[bootstrap] npm not found: Azurite cannot be installed (install Node.js 18+ and npm)" >&2
+  exit 1
+fi

@@ -1,0 +1,1 @@
+"""Python implementations behind the .sh/.bat scripts (one implementation per script)."""

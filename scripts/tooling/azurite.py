@@ -1,0 +1,93 @@
+"""Start, find and wait for Azurite (local Azure Storage) from the project's own npm install."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import List, Optional
+
+from scripts.tooling.modelsearch import PROJECT_ROOT
+
+ACCOUNT = "devstoreaccount1"
+# Azurite's well-known development key (public; documented by Microsoft).
+ACCOUNT_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
+               "K1SZFPTOtr/KBHBeksoGMGw==")
+
+
+def connection_string(host: str = "127.0.0.1", blob_port: int = 10000) -> str:
+    """The connection string of an Azurite blob endpoint."""
+    return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"BlobEndpoint=http://{host}:{blob_port}/{ACCOUNT};")
+
+
+def find_binary(name: str = "azurite") -> Optional[Path]:
+    """``node_modules/.bin/<name>`` of the project, else one on PATH."""
+    local = PROJECT_ROOT / "node_modules" / ".bin" / (name + (".cmd" if os.name == "nt" else ""))
+    if local.exists():
+        return local
+    found = shutil.which(name)
+    return Path(found) if found else None
+
+
+def blob_endpoint_answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when something that speaks the Blob API answers at host:port."""
+    url = f"http://{host}:{port}/{ACCOUNT}?comp=list"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return True
+    except urllib.error.HTTPError as exc:  # 403 without auth still means Azurite is there
+        return exc.code in (400, 403)
+    except (OSError, ValueError):
+        return False
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def command(location: Path, host: str = "127.0.0.1", blob_port: int = 10000,
+            blob_only: bool = True, debug_log: Optional[Path] = None) -> List[str]:
+    """The Azurite command line (blob service only by default)."""
+    binary = find_binary("azurite-blob" if blob_only else "azurite")
+    if binary is None:
+        raise FileNotFoundError("Azurite is not installed: run `bash scripts/bootstrap.sh` "
+                                "(it runs `npm install` in the project)")
+    cmd = [str(binary), "--blobHost", host, "--blobPort", str(blob_port),
+           "--location", str(location), "--disableTelemetry", "--skipApiVersionCheck", "--loose"]
+    if not blob_only:
+        cmd += ["--queueHost", host, "--tableHost", host]
+    if debug_log:
+        cmd += ["--debug", str(debug_log)]
+    return cmd
+
+
+def start(location: Path, host: str = "127.0.0.1", blob_port: int = 10000, blob_only: bool = True,
+          log_file: Optional[Path] = None, timeout: float = 30.0) -> subprocess.Popen:
+    """Start Azurite and wait until its blob endpoint answers (raises on failure)."""
+    location.mkdir(parents=True, exist_ok=True)
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL
+    proc = subprocess.Popen(command(location, host, blob_port, blob_only), stdout=out,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Azurite exited with code {proc.returncode} (port {blob_port} in use?)")
+        if blob_endpoint_answers(host, blob_port, timeout=0.5):
+            return proc
+        time.sleep(0.1)
+    proc.terminate()
+    raise TimeoutError(f"Azurite did not answer on {host}:{blob_port} within {timeout:.0f} s")

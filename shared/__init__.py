@@ -1,0 +1,1 @@
+"""OVaaS backend: the package every HttpTrigger function imports."""

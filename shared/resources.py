@@ -1,0 +1,106 @@
+"""Side files a task needs (char lists, colour coefficients, labels), read once per worker.
+
+A location is a local path or ``az://container/path/in/container``; the latter is read with
+azure-storage-blob using ``shared.config.storage_connection_string()``, so a deployed app reads
+them from the same storage account that holds the models. Relative local paths are resolved
+against the app's root folder (where host.json lives).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+from shared import config
+from shared.errors import ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+APP_ROOT = Path(__file__).resolve().parent.parent
+_cache: Dict[str, bytes] = {}
+_lock = threading.Lock()
+
+
+def parse_az_url(location: str) -> Tuple[str, str]:
+    """``az://container/a/b.txt`` -> (``container``, ``a/b.txt``)."""
+    rest = location[len("az://"):]
+    container, _, blob = rest.partition("/")
+    if not container or not blob:
+        raise ValueError(f"not an az://container/path location: {location!r}")
+    return container, blob
+
+
+def read_bytes(location: str, setting: str = "", timeout_s: float = 10.0) -> bytes:
+    """The bytes at ``location``, cached for the life of the worker.
+
+    A missing or unreadable side file is a deployment fault, answered as 503 naming the setting.
+    """
+    data = _cache.get(location)
+    if data is not None:
+        return data
+    with _lock:
+        data = _cache.get(location)
+        if data is None:
+            data = _read_uncached(location, setting, timeout_s)
+            _cache[location] = data
+    return data
+
+
+def read_text(location: str, setting: str = "") -> str:
+    """The UTF-8 text at ``location`` (cached)."""
+    return read_bytes(location, setting).decode("utf-8-sig")
+
+
+def _read_uncached(location: str, setting: str, timeout_s: float) -> bytes:
+    where = f" (setting {setting})" if setting else ""
+    if location.startswith("az://"):
+        try:
+            container, blob = parse_az_url(location)
+        except ValueError as exc:
+            raise ModelUnavailable(f"side file location is invalid{where}: {exc}", retry_after=30) from None
+        conn = config.storage_connection_string()
+        if not conn:
+            raise ModelUnavailable(
+                f"side file {location}{where} needs AZURE_STORAGE_CONNECTION_STRING", retry_after=30)
+        try:
+            from azure.storage.blob import BlobServiceClient  # imported on first use only
+
+            service = BlobServiceClient.from_connection_string(
+                conn, connection_timeout=timeout_s, read_timeout=timeout_s, retry_total=1)
+            data = service.get_blob_client(container, blob).download_blob(timeout=int(timeout_s)).readall()
+        except Exception as exc:  # azure raises many types; none of them must reach the client
+            log.warning("reading side file %s%s failed: %s", location, where, type(exc).__name__)
+            raise ModelUnavailable(f"side file {location}{where} could not be read from storage",
+                                   retry_after=5) from None
+        log.info("read side file %s (%d bytes)", location, len(data))
+        return data
+    path = Path(location)
+    if not path.is_absolute():
+        path = APP_ROOT / path
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise ModelUnavailable(f"side file {location}{where} was not found", retry_after=30) from None
+    log.info("read side file %s (%d bytes)", path, len(data))
+    return data
+
+
+def locate(setting: str, default: Optional[str]) -> Optional[str]:
+    """The configured location of a side file (``default`` when the setting is absent)."""
+    return config.side_file_location(setting, default)
+
+
+def clear_cache() -> None:
+    """Forget cached side files (tests)."""
+    with _lock:
+        _cache.clear()
+
+
+def exists_locally(location: str) -> bool:
+    """True when ``location`` is a local path that exists (for defaults that may be absent)."""
+    if location.startswith("az://"):
+        return False
+    path = Path(location)
+    return (path if path.is_absolute() else APP_ROOT / path).exists() or os.path.exists(location)
