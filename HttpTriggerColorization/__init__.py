@@ -1,0 +1,9 @@
+"""HttpTriggerColorization: colorization of black-and-white photos (colorization-v2). The pipeline lives in shared.tasks.colorization."""
+import azure.functions as func
+
+from shared.http import handle
+
+
+def main(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """Answer one request (all methods reach here so wrong ones get a JSON 405)."""
+    return handle(req, "colorization", context)

@@ -1,0 +1,9 @@
+"""HttpTriggerHandwritten: Japanese handwriting recognition (handwritten-japanese-recognition-0001). The pipeline lives in shared.tasks.handwriting."""
+import azure.functions as func
+
+from shared.http import handle
+
+
+def main(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """Answer one request (all methods reach here so wrong ones get a JSON 405)."""
+    return handle(req, "handwriting", context)

@@ -1,0 +1,60 @@
+"""Inference adapters behind one small interface (``shared.serving.base.InferenceAdapter``).
+
+``get_adapter(settings)`` returns the worker's single adapter for a model (one gRPC channel per
+model-server address, reused across invocations). The API is chosen by the ``OVMS_API``
+setting: ``kserve`` (default; OVMS 2026.3+ serves only this) or ``tfs`` (OVMS <= 2026.2).
+gRPC modules are imported on first use, keeping function-module import cheap.
+"""
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Dict, Tuple
+
+from shared.config import API_TFS, ModelSettings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from shared.serving.base import InferenceAdapter
+    from shared.serving.grpc_common import ManagedChannel
+
+_adapters: Dict[tuple, "InferenceAdapter"] = {}
+_channels: Dict[Tuple[str, float], "ManagedChannel"] = {}
+_lock = threading.Lock()
+
+
+def get_adapter(settings: ModelSettings) -> "InferenceAdapter":
+    """The cached adapter for ``settings`` (created on first use)."""
+    key = (settings.api, settings.address, settings.model_name, settings.model_version,
+           settings.timeout_s, settings.connect_timeout_s, settings.metadata_ttl_s)
+    adapter = _adapters.get(key)
+    if adapter is not None:
+        return adapter
+    with _lock:
+        adapter = _adapters.get(key)
+        if adapter is None:
+            from shared.serving.grpc_common import ManagedChannel
+
+            channel_key = (settings.address, settings.connect_timeout_s)
+            channel = _channels.get(channel_key)
+            if channel is None:
+                channel = ManagedChannel(settings.address, settings.connect_timeout_s)
+                _channels[channel_key] = channel
+            if settings.api == API_TFS:
+                from shared.serving.tfs import TfsAdapter as cls
+            else:
+                from shared.serving.kserve import KServeAdapter as cls
+            adapter = cls(channel, settings.model_name, settings.model_version,
+                          settings.timeout_s, settings.metadata_ttl_s)
+            _adapters[key] = adapter
+    return adapter
+
+
+def reset() -> None:
+    """Close every cached channel and forget every adapter (tests)."""
+    with _lock:
+        for channel in _channels.values():
+            try:
+                channel.close()
+            except Exception:  # closing a broken channel must not fail a test teardown
+                pass
+        _channels.clear()
+        _adapters.clear()

@@ -1,0 +1,100 @@
+"""What both gRPC adapters share: a long-lived channel that fails fast, and one status table.
+
+The channel is created once per model-server address per worker and reused. Before each call
+it is checked for readiness with a short connect timeout, so a model server that is down fails
+a request in well under a second instead of waiting for the inference deadline; reconnect
+back-off is capped low so the first request after the server returns gets through.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Dict, Optional, Tuple, Type
+
+import grpc
+
+from shared.errors import (ModelNotFound, ModelServerError, ModelTimeout, ModelUnavailable,
+                           OvaasError)
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # Reconnect quickly once the server is back (gRPC's default back-off grows to 120 s).
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
+    ("grpc.enable_retries", 0),
+    ("grpc.keepalive_time_ms", 30000),
+    ("grpc.keepalive_timeout_ms", 5000),
+]
+
+
+# gRPC status -> (error class, message template). The one table both adapters use.
+# {model} is "name" or "name version N"; {details} is the server's own message.
+STATUS_TABLE: Dict[grpc.StatusCode, Tuple[Type[OvaasError], str]] = {
+    grpc.StatusCode.UNAVAILABLE: (ModelUnavailable, "model {model} is unavailable: {details}"),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (ModelTimeout, "model {model} did not answer within {timeout:g} s"),
+    grpc.StatusCode.NOT_FOUND: (ModelNotFound, "model {model} is not served by the model server: {details}"),
+    grpc.StatusCode.INVALID_ARGUMENT: (ModelServerError, "model {model} rejected the request: {details}"),
+    grpc.StatusCode.FAILED_PRECONDITION: (ModelUnavailable, "model {model} is not ready: {details}"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (ModelUnavailable, "model server is overloaded ({model}): {details}"),
+    grpc.StatusCode.CANCELLED: (ModelUnavailable, "request to model {model} was cancelled: {details}"),
+    grpc.StatusCode.ABORTED: (ModelUnavailable, "request to model {model} was aborted: {details}"),
+    grpc.StatusCode.UNIMPLEMENTED: (ModelServerError, "the model server does not implement this API "
+                                    "(check the OVMS_API setting) for {model}: {details}"),
+}
+DEFAULT_ERROR: Tuple[Type[OvaasError], str] = (ModelServerError, "model server failed on {model}: {details}")
+
+
+def error_from_status(code: Optional[grpc.StatusCode], details: str, model: str,
+                      timeout: float) -> OvaasError:
+    """Map a gRPC status to the app's error taxonomy."""
+    cls, template = STATUS_TABLE.get(code, DEFAULT_ERROR) if code is not None else DEFAULT_ERROR
+    details = (details or "").strip() or (code.name if code is not None else "unknown error")
+    if len(details) > 300:
+        details = details[:297] + "..."
+    return cls(template.format(model=model, details=details, timeout=timeout))
+
+
+class ManagedChannel:
+    """A gRPC channel to one address whose readiness is tracked and checked before calls."""
+
+    def __init__(self, address: str, connect_timeout_s: float,
+                 channel_factory: Optional[Callable[[str], grpc.Channel]] = None) -> None:
+        self.address = address
+        self.connect_timeout_s = connect_timeout_s
+        factory = channel_factory or (lambda a: grpc.insecure_channel(a, options=CHANNEL_OPTIONS))
+        self.channel = factory(address)
+        self._state: Optional[grpc.ChannelConnectivity] = None
+        self._lock = threading.Lock()
+        self.channel.subscribe(self._on_state, try_to_connect=True)
+
+    def _on_state(self, state: grpc.ChannelConnectivity) -> None:
+        self._state = state
+
+    @property
+    def ready(self) -> bool:
+        return self._state == grpc.ChannelConnectivity.READY
+
+    def ensure_ready(self, what: str) -> None:
+        """Return at once when connected; else wait up to the connect timeout, then 503."""
+        if self._state == grpc.ChannelConnectivity.READY:
+            return
+        future = grpc.channel_ready_future(self.channel)
+        try:
+            future.result(timeout=self.connect_timeout_s)
+        except grpc.FutureTimeoutError:
+            future.cancel()
+            log.warning("model server %s unreachable (%s)", self.address,
+                        self._state.name if self._state else "unknown")
+            raise ModelUnavailable(f"model server for {what} is unreachable", retry_after=1) from None
+
+    def close(self) -> None:
+        try:
+            self.channel.unsubscribe(self._on_state)
+        finally:
+            self.channel.close()

@@ -1,0 +1,168 @@
+"""KServe v2 gRPC adapter (OpenVINO Model Server 2026.3+ serves only this API; older ones too).
+
+Uses the service stub and messages shipped with ``tritonclient[grpc]``. Tensors travel as
+``raw_input_contents`` / ``raw_output_contents`` (one copy each way, no per-element protobuf).
+The stub is injectable so tests can swap the transport.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Dict, Mapping, Optional
+
+import grpc
+import numpy as np
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from shared.errors import BadModelOutput, ModelServerError, OvaasError
+from shared.serving.base import InferenceAdapter, ModelMetadata, ModelStatus, TensorInfo
+from shared.serving.grpc_common import ManagedChannel, error_from_status
+
+log = logging.getLogger(__name__)
+
+# KServe v2 datatype <-> numpy
+_KSERVE_TO_NP = {
+    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
+    "UINT64": np.uint64, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32,
+    "INT64": np.int64, "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
+}
+_NP_TO_KSERVE = {np.dtype(v).name: k for k, v in _KSERVE_TO_NP.items()}
+
+
+class KServeAdapter(InferenceAdapter):
+    """One model on a KServe v2 gRPC endpoint."""
+
+    def __init__(self, channel: ManagedChannel, model_name: str, model_version: Optional[int],
+                 timeout_s: float, metadata_ttl_s: float = 300.0, stub: Any = None) -> None:
+        self._channel = channel
+        self._stub = stub or service_pb2_grpc.GRPCInferenceServiceStub(channel.channel)
+        self.model_name = model_name
+        self.model_version = "" if model_version is None else str(model_version)
+        self.timeout_s = timeout_s
+        self.metadata_ttl_s = metadata_ttl_s
+        self._meta: Optional[ModelMetadata] = None
+        self._meta_time = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def _label(self) -> str:
+        return f"{self.model_name!r}" + (f" version {self.model_version}" if self.model_version else "")
+
+    def _call(self, method: str, request: Any, timeout: float) -> Any:
+        self._channel.ensure_ready(self._label)
+        try:
+            return getattr(self._stub, method)(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            details = exc.details() if hasattr(exc, "details") else str(exc)
+            log.warning("KServe %s on %s failed: %s %s", method, self._label,
+                        code.name if code else "?", details)
+            raise error_from_status(code, details, self._label, timeout) from None
+
+    # -- interface ---------------------------------------------------------------------------
+
+    def metadata(self) -> ModelMetadata:
+        meta = self._meta
+        if meta is not None and time.monotonic() - self._meta_time < self.metadata_ttl_s:
+            return meta
+        with self._lock:
+            if self._meta is not None and time.monotonic() - self._meta_time < self.metadata_ttl_s:
+                return self._meta
+            response = self._call("ModelMetadata", service_pb2.ModelMetadataRequest(
+                name=self.model_name, version=self.model_version), self.timeout_s)
+            self._meta = self._parse_metadata(response)
+            self._meta_time = time.monotonic()
+            log.info("metadata of %s: inputs %s outputs %s", self._label,
+                     [t.to_dict() for t in self._meta.inputs.values()],
+                     [t.to_dict() for t in self._meta.outputs.values()])
+            return self._meta
+
+    def _parse_metadata(self, response: Any) -> ModelMetadata:
+        def tensors(items: Any) -> Dict[str, TensorInfo]:
+            out: Dict[str, TensorInfo] = {}
+            for t in items:
+                np_type = _KSERVE_TO_NP.get(t.datatype)
+                out[t.name] = TensorInfo(t.name, tuple(int(d) for d in t.shape),
+                                         np.dtype(np_type).name if np_type else t.datatype.lower())
+            return out
+
+        versions = [v for v in response.versions if v]
+        if self.model_version:
+            version = self.model_version
+        else:
+            numeric = [int(v) for v in versions if v.isdigit()]
+            version = str(max(numeric)) if numeric else (versions[-1] if versions else "")
+        return ModelMetadata(response.name or self.model_name, version,
+                             tensors(response.inputs), tensors(response.outputs))
+
+    def status(self) -> ModelStatus:
+        try:
+            response = self._call("ModelReady", service_pb2.ModelReadyRequest(
+                name=self.model_name, version=self.model_version), min(self.timeout_s, 2.0))
+        except OvaasError as exc:
+            state = {"model_not_found": "NOT_FOUND", "model_timeout": "TIMEOUT"}.get(
+                exc.code, "UNAVAILABLE")
+            if "unreachable" in exc.message:
+                state = "UNREACHABLE"
+            return ModelStatus(self.model_name, self.model_version or None, False, state, exc.message)
+        ready = bool(response.ready)
+        return ModelStatus(self.model_name, self.model_version or None, ready,
+                           "AVAILABLE" if ready else "UNAVAILABLE")
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        request = service_pb2.ModelInferRequest(model_name=self.model_name,
+                                                model_version=self.model_version)
+        for name, array in inputs.items():
+            array = np.ascontiguousarray(array)
+            datatype = _NP_TO_KSERVE.get(array.dtype.name)
+            if datatype is None:
+                raise ModelServerError(f"cannot send a {array.dtype} tensor over KServe")
+            tensor = request.inputs.add()
+            tensor.name = name
+            tensor.datatype = datatype
+            tensor.shape.extend(array.shape)
+            request.raw_input_contents.append(array.tobytes())
+        response = self._call("ModelInfer", request, self.timeout_s)
+        return self._parse_outputs(response)
+
+    def _parse_outputs(self, response: Any) -> Dict[str, np.ndarray]:
+        outputs: Dict[str, np.ndarray] = {}
+        raw = response.raw_output_contents
+        for i, tensor in enumerate(response.outputs):
+            np_type = _KSERVE_TO_NP.get(tensor.datatype)
+            shape = tuple(int(d) for d in tensor.shape)
+            if np_type is None:
+                raise BadModelOutput(f"output {tensor.name!r} has unsupported type {tensor.datatype}")
+            try:
+                if i < len(raw):
+                    array = np.frombuffer(raw[i], dtype=np_type).reshape(shape)
+                else:  # typed contents (servers that do not use raw contents)
+                    array = _from_contents(tensor, np_type, shape)
+            except ValueError:
+                raise BadModelOutput(f"output {tensor.name!r} does not match its declared shape "
+                                     f"{list(shape)}") from None
+            outputs[tensor.name] = array
+        return outputs
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def _from_contents(tensor: Any, np_type: Any, shape: tuple) -> np.ndarray:
+    c = tensor.contents
+    if np_type in (np.float32, np.float16):
+        values = c.fp32_contents
+    elif np_type == np.float64:
+        values = c.fp64_contents
+    elif np_type in (np.int64,):
+        values = c.int64_contents
+    elif np_type in (np.uint64,):
+        values = c.uint64_contents
+    elif np_type in (np.uint8, np.uint16, np.uint32):
+        values = c.uint_contents
+    elif np_type == np.bool_:
+        values = c.bool_contents
+    else:
+        values = c.int_contents
+    return np.asarray(values, dtype=np_type).reshape(shape)

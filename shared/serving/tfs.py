@@ -1,0 +1,144 @@
+"""TensorFlow-Serving gRPC adapter via ``ovmsclient`` (OVMS up to 2026.2, and TF Serving).
+
+``ovmsclient.GrpcClient`` takes its channel and stubs as arguments; we hand it our managed
+channel so the fail-fast and reconnect behaviour is the same as the KServe adapter's.
+ovmsclient turns gRPC errors into its own exception classes; the original ``RpcError`` stays
+on ``__context__``, so both adapters go through the same status table.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Dict, Mapping, Optional
+
+import grpc
+import numpy as np
+from ovmsclient.tfs_compat.base import errors as ovms_errors
+from ovmsclient.tfs_compat.grpc.serving_client import GrpcClient
+from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import (model_service_pb2_grpc,
+                                                                   prediction_service_pb2_grpc)
+
+from shared.errors import BadModelOutput, ModelServerError, OvaasError
+from shared.serving.base import InferenceAdapter, ModelMetadata, ModelStatus, TensorInfo
+from shared.serving.grpc_common import ManagedChannel, error_from_status
+
+log = logging.getLogger(__name__)
+
+# When ovmsclient hides the gRPC status, its exception class tells the status.
+_CLASS_TO_STATUS = {
+    "ModelNotFoundError": grpc.StatusCode.NOT_FOUND,
+    "InvalidInputError": grpc.StatusCode.INVALID_ARGUMENT,
+    "TimeoutError": grpc.StatusCode.DEADLINE_EXCEEDED,
+    "ConnectionError": grpc.StatusCode.UNAVAILABLE,
+}
+
+_TF_DTYPES = {
+    "DT_FLOAT": "float32", "DT_HALF": "float16", "DT_DOUBLE": "float64", "DT_INT32": "int32",
+    "DT_INT64": "int64", "DT_UINT8": "uint8", "DT_INT8": "int8", "DT_INT16": "int16",
+    "DT_UINT16": "uint16", "DT_BOOL": "bool", "DT_STRING": "bytes",
+}
+
+
+class TfsAdapter(InferenceAdapter):
+    """One model on a TensorFlow-Serving gRPC endpoint."""
+
+    def __init__(self, channel: ManagedChannel, model_name: str, model_version: Optional[int],
+                 timeout_s: float, metadata_ttl_s: float = 300.0, client: Any = None) -> None:
+        self._channel = channel
+        self._client = client or GrpcClient(
+            channel.channel,
+            prediction_service_pb2_grpc.PredictionServiceStub(channel.channel),
+            model_service_pb2_grpc.ModelServiceStub(channel.channel))
+        self.model_name = model_name
+        self.model_version = model_version or 0  # 0 = latest for ovmsclient
+        self.timeout_s = timeout_s
+        self.metadata_ttl_s = metadata_ttl_s
+        self._meta: Optional[ModelMetadata] = None
+        self._meta_time = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def _label(self) -> str:
+        return f"{self.model_name!r}" + (f" version {self.model_version}" if self.model_version else "")
+
+    def _call(self, method: str, timeout: float, **kwargs: Any) -> Any:
+        self._channel.ensure_ready(self._label)
+        try:
+            return getattr(self._client, method)(model_name=self.model_name,
+                                                  model_version=self.model_version,
+                                                  timeout=timeout, **kwargs)
+        except ovms_errors.BadResponseError as exc:
+            raise BadModelOutput(f"model server sent a malformed answer for {self._label}: {exc}") from None
+        except (ovms_errors.ModelServerError, TimeoutError, ConnectionError) as exc:
+            # ovmsclient's own classes, and the builtins it raises, for gRPC failures
+            code, details = _status_of(exc)
+            log.warning("TFS %s on %s failed: %s %s", method, self._label,
+                        code.name if code else "?", details)
+            raise error_from_status(code, details, self._label, timeout) from None
+        except (TypeError, ValueError) as exc:  # ovmsclient validates inputs client-side
+            raise ModelServerError(f"request for {self._label} could not be built: {exc}") from None
+
+    def metadata(self) -> ModelMetadata:
+        meta = self._meta
+        if meta is not None and time.monotonic() - self._meta_time < self.metadata_ttl_s:
+            return meta
+        with self._lock:
+            if self._meta is not None and time.monotonic() - self._meta_time < self.metadata_ttl_s:
+                return self._meta
+            raw = self._call("get_model_metadata", self.timeout_s)
+            self._meta = self._parse_metadata(raw)
+            self._meta_time = time.monotonic()
+            return self._meta
+
+    def _parse_metadata(self, raw: Mapping[str, Any]) -> ModelMetadata:
+        def tensors(items: Mapping[str, Any]) -> Dict[str, TensorInfo]:
+            return {name: TensorInfo(name, tuple(int(d) for d in spec.get("shape", ())),
+                                     _TF_DTYPES.get(spec.get("dtype", ""), str(spec.get("dtype", "")).lower()))
+                    for name, spec in items.items()}
+
+        try:
+            version = str(raw["model_version"])
+            return ModelMetadata(self.model_name, version, tensors(raw["inputs"]), tensors(raw["outputs"]))
+        except (KeyError, TypeError, AttributeError):
+            raise BadModelOutput(f"model server sent malformed metadata for {self._label}") from None
+
+    def status(self) -> ModelStatus:
+        try:
+            raw = self._call("get_model_status", min(self.timeout_s, 2.0))
+        except OvaasError as exc:
+            state = {"model_not_found": "NOT_FOUND", "model_timeout": "TIMEOUT"}.get(exc.code, "UNAVAILABLE")
+            if "unreachable" in exc.message:
+                state = "UNREACHABLE"
+            return ModelStatus(self.model_name, str(self.model_version or "") or None, False, state,
+                               exc.message)
+        # {version: {"state": "AVAILABLE", "error_code": 0, "error_message": "OK"}}
+        if not raw:
+            return ModelStatus(self.model_name, None, False, "NOT_FOUND", "no versions")
+        version = max(raw, key=lambda v: int(v))
+        state = str(raw[version].get("state", "UNKNOWN"))
+        return ModelStatus(self.model_name, str(version), state == "AVAILABLE", state,
+                           str(raw[version].get("error_message", "")))
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        arrays = {name: np.ascontiguousarray(a) for name, a in inputs.items()}
+        result = self._call("predict", self.timeout_s, inputs=arrays)
+        if isinstance(result, np.ndarray):  # ovmsclient returns a bare array for one output
+            outputs = self.metadata().outputs
+            if len(outputs) != 1:
+                raise BadModelOutput(f"model {self._label} returned one output; metadata lists {len(outputs)}")
+            return {next(iter(outputs)): result}
+        if not isinstance(result, dict):
+            raise BadModelOutput(f"model {self._label} returned an unexpected answer")
+        return result
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def _status_of(exc: BaseException):
+    """The gRPC status behind an ovmsclient exception (from ``__context__``, else its class)."""
+    ctx = exc.__context__
+    if isinstance(ctx, grpc.RpcError) and hasattr(ctx, "code"):
+        return ctx.code(), ctx.details()
+    return _CLASS_TO_STATUS.get(type(exc).__name__), str(exc)
