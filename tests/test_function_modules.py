@@ -1,0 +1,66 @@
+"""The function folders: thin modules, cheap to import, and the shape Core Tools expects."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS = {"HttpTriggerHumanPose": "pose", "HttpTriggerHandwritten": "handwriting",
+             "HttpTriggerColorization": "colorization", "HttpTriggerObjectDetection": "detection"}
+HEAVY = ["numpy", "cv2", "PIL", "grpc", "tritonclient", "ovmsclient", "openvino", "tensorflow",
+         "azure.storage.blob"]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_function_json(name):
+    spec = json.loads((ROOT / name / "function.json").read_text())
+    trigger = [b for b in spec["bindings"] if b["type"] == "httpTrigger"]
+    out = [b for b in spec["bindings"] if b["type"] == "http"]
+    assert len(trigger) == 1 and trigger[0]["direction"] == "in" and trigger[0]["name"] == "req"
+    assert "post" in trigger[0]["methods"]
+    assert out and out[0]["name"] == "$return"
+    assert spec["scriptFile"] == "__init__.py"
+
+
+@pytest.mark.parametrize("name,task", FUNCTIONS.items())
+def test_module_is_thin_and_names_its_task(name, task):
+    src = (ROOT / name / "__init__.py").read_text()
+    assert f'handle(req, "{task}", context)' in src
+    code = [l for l in src.splitlines() if l.strip() and not l.strip().startswith(("#", '"""'))]
+    assert len(code) <= 8
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_import_pulls_in_no_heavy_module(name):
+    """Cold start: the heavy modules are imported on the first request, not at import."""
+    probe = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); import {name}; "
+             f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_host_json_and_settings():
+    host = json.loads((ROOT / "host.json").read_text())
+    assert host["version"] == "2.0"
+    assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
+    assert host["extensions"]["http"]["routePrefix"] == "api"
+    values = json.loads((ROOT / "local.settings.json").read_text())["Values"]
+    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert values["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
+    for prefix, model in [("HUMANPOSE", "human-pose-estimation"), ("HANDWRITTEN", "handwritten-japanese-recognition"),
+                          ("COLORIZATION", "colorization"), ("OBJECTDETECTION", "object-detection")]:
+        assert values[f"{prefix}_MODEL_NAME"] == model
+        assert values[f"{prefix}_IPADDRESS"] and values[f"{prefix}_PORT"].isdigit()
+
+
+def test_requirements_hold_only_what_the_app_imports():
+    lines = [l.split("#")[0].strip().lower() for l in (ROOT / "requirements.txt").read_text().splitlines()]
+    names = [l for l in lines if l]
+    for banned in ("tensorflow", "openvino", "pytest"):
+        assert not any(banned in n for n in names)
+    for needed in ("azure-functions", "ovmsclient", "tritonclient[grpc]", "numpy", "opencv-python-headless", "pillow"):
+        assert any(n.startswith(needed) for n in names)

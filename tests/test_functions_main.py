@@ -1,0 +1,94 @@
+"""Each function's ``main(req, context)``: garbage in -> 4xx JSON; model server down -> fast 503;
+the same worker answers 200 once the server is back (no app restart)."""
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import time
+from pathlib import Path
+
+import azure.functions as func
+import cv2
+import numpy as np
+import pytest
+
+from scripts.tooling.azurite import free_port
+from shared import resources, serving
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGES = ROOT.parent / "shared" / "images"
+FUNCTIONS = {"HttpTriggerHumanPose": "HUMANPOSE", "HttpTriggerHandwritten": "HANDWRITTEN",
+             "HttpTriggerColorization": "COLORIZATION", "HttpTriggerObjectDetection": "OBJECTDETECTION"}
+
+
+class Ctx:
+    def __init__(self, name: str) -> None:
+        self.invocation_id = f"test-{name}"
+        self.function_name = name
+
+
+def _jpeg(h=120, w=160) -> bytes:
+    img = np.random.default_rng(3).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    return cv2.imencode(".jpg", img)[1].tobytes()
+
+
+JPEG = _jpeg()
+GARBAGE = [
+    ("POST", b"", {"Content-Type": "application/json"}, 400),
+    ("POST", b"", {}, 400),
+    ("POST", b"{\"image\": 5}", {"Content-Type": "application/json"}, 400),
+    ("POST", b"{\"image\": \"%%%\"}", {"Content-Type": "application/json"}, 400),
+    ("POST", b"[1,2]", {"Content-Type": "application/json"}, 400),
+    ("POST", b"{\"image\": \"" + base64.b64encode(b"GIF89a-not-really") + b"\"}",
+     {"Content-Type": "application/json"}, 415),
+    ("POST", b"\x00\x01garbage" * 50, {"Content-Type": "application/octet-stream"}, 415),
+    ("POST", JPEG[: len(JPEG) // 2], {"Content-Type": "image/jpeg"}, 415),
+    ("POST", b"hello", {"Content-Type": "text/plain"}, 415),
+    ("GET", b"", {}, 405),
+    ("DELETE", JPEG, {"Content-Type": "image/jpeg"}, 405),
+]
+
+
+def _main(name: str):
+    return importlib.import_module(name).main
+
+
+def _call(name: str, method: str, body: bytes, headers: dict, params: dict | None = None):
+    req = func.HttpRequest(method, f"http://localhost/api/{name}", headers=headers, params=params or {}, body=body)
+    resp = _main(name)(req, Ctx(name))
+    return resp, resp.get_body()
+
+
+@pytest.fixture
+def down_server(monkeypatch, tmp_path):
+    """Every endpoint pointed at a port where nothing listens."""
+    port = free_port()
+    for prefix in FUNCTIONS.values():
+        monkeypatch.setenv(f"{prefix}_IPADDRESS", "127.0.0.1")
+        monkeypatch.setenv(f"{prefix}_PORT", str(port))
+    monkeypatch.setenv("OVMS_CONNECT_TIMEOUT_SECONDS", "0.3")
+    serving.reset()
+    yield port
+    serving.reset()
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("method,body,headers,status", GARBAGE)
+def test_garbage_gets_4xx_json(down_server, name, method, body, headers, status):
+    resp, data = _call(name, method, body, headers)
+    assert resp.status_code == status, data
+    payload = json.loads(data)
+    assert set(payload["error"]) == {"code", "message"}
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_server_down_is_fast_503(down_server, name):
+    for _ in range(3):
+        t = time.monotonic()
+        resp, data = _call(name, "POST", JPEG, {"Content-Type": "image/jpeg"})
+        elapsed = time.monotonic() - t
+        assert resp.status_code == 503, data
+        assert resp.headers.get("Retry-After")
+        assert json.loads(data)["error"]["code"] == "model_unavailable"
+        assert elapsed < 1.0, f"{name} took {elapsed:.2f} s to fail"
