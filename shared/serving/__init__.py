@@ -8,6 +8,7 @@ gRPC modules are imported on first use, keeping function-module import cheap.
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Dict, Tuple
 
 from shared.config import API_TFS, ModelSettings
@@ -51,10 +52,15 @@ def get_adapter(settings: ModelSettings) -> "InferenceAdapter":
 def reset() -> None:
     """Close every cached channel and forget every adapter (tests)."""
     with _lock:
-        for channel in _channels.values():
-            try:
-                channel.close()
-            except Exception:  # closing a broken channel must not fail a test teardown
-                pass
+        channels = list(_channels.values())
         _channels.clear()
         _adapters.clear()
+    for channel in channels:
+        channel.stop_watching()
+    if channels:
+        time.sleep(0.25)  # let gRPC's polling threads exit before the channels close
+    for channel in channels:
+        try:
+            channel.close(settle_s=0)
+        except Exception:  # closing a broken channel must not fail a test teardown
+            pass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable, Dict, Optional, Tuple, Type
 
 import grpc
@@ -93,8 +94,17 @@ class ManagedChannel:
                         self._state.name if self._state else "unknown")
             raise ModelUnavailable(f"model server for {what} is unreachable", retry_after=1) from None
 
-    def close(self) -> None:
+    def stop_watching(self) -> None:
+        """Stop tracking connectivity (gRPC's polling thread exits within ~0.2 s)."""
         try:
             self.channel.unsubscribe(self._on_state)
-        finally:
-            self.channel.close()
+        except ValueError:  # already closed
+            pass
+
+    def close(self, settle_s: float = 0.25) -> None:
+        """Close the channel once gRPC's connectivity-polling thread has let go of it
+        (closing under it makes that thread raise "Channel closed!")."""
+        self.stop_watching()
+        if settle_s:
+            time.sleep(settle_s)
+        self.channel.close()

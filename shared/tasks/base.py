@@ -70,9 +70,6 @@ class Task(abc.ABC):
     def render(self, image: np.ndarray, result: Any, options: Any) -> np.ndarray:
         """The result drawn for people: a BGR uint8 image."""
 
-    def load_resources(self) -> None:
-        """Load side files (char lists, coefficients, labels) once per worker; default none."""
-
     def run(self, image: np.ndarray, adapter: InferenceAdapter, options: Any,
             timings: Timings) -> Any:
         """One ``preprocess -> infer -> postprocess`` pass, timed per stage."""
