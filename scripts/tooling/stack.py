@@ -1,0 +1,260 @@
+"""The whole local stack in one command: storage, models, model server, functions host.
+
+1. ``bash scripts/bootstrap.sh`` (``--no-bootstrap`` skips it);
+2. Azurite (LaunchAzurite logic: reuse a running one, else Docker image or npm);
+3. the four models uploaded to container ``ovms`` in OVMS layout (found with modelsearch; a
+   missing one is downloaded with DownloadModel; offline, it stops saying what to do);
+4. the model server: the real OVMS container where a Docker engine runs, else
+   ``python -m emulators.ovms --config_path models/config.json --port 9000``;
+5. the functions host: ``func start`` if Core Tools are installed, else
+   ``python -m emulators.functions_host --port 7071``.
+
+Ctrl+C (or SIGTERM) stops every process it started.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from scripts.tooling import azurite as az
+from scripts.tooling import ovms
+from scripts.tooling.dockerutil import docker_available
+from scripts.tooling.modelsearch import PROJECT_ROOT, find_model, find_side_file, ovms_layout
+from scripts.tooling.upload import UploadError
+
+#: (Open Model Zoo name, name served by OVMS, side files, setting naming the side file)
+MODELS: List[Tuple[str, str, List[Tuple[str, str]]]] = [
+    ("human-pose-estimation-0001", "human-pose-estimation", []),
+    ("handwritten-japanese-recognition-0001", "handwritten-japanese-recognition",
+     [("kondate_nakayosi.txt", "HANDWRITTEN_CHARLIST_PATH")]),
+    ("colorization-v2", "colorization", [("colorization-v2.npy", "COLORIZATION_COEFFICIENTS_PATH")]),
+    ("person-detection-retail-0013", "object-detection", []),
+]
+OFFLINE_HINT = ("Offline? Point the search path at local model copies, e.g.\n"
+                "  export OVAAS_MODELS_DIR=../shared/models-real:../shared/models-synthetic\n"
+                "or put them in models/<name>/1/ (OVMS layout) or models/<intel|public>/<name>/<FP16>/.")
+
+
+class StackError(Exception):
+    """The stack cannot come up (message is meant for the user)."""
+
+
+def _say(msg: str) -> None:
+    print(f"[stack] {msg}", flush=True)
+
+
+def check_ports(ports: Dict[str, int]) -> None:
+    """Raise naming every port that is already in use."""
+    busy = [f"{what} port {port}" for what, port in ports.items() if az.port_in_use("127.0.0.1", port)]
+    if busy:
+        raise StackError("in use: " + ", ".join(busy) + " (stop what uses it or pick another port)")
+
+
+def locate_models(detection_model: str, release: str, download: bool = True) -> List[dict]:
+    """Find (or download) each model and its side files; raise with instructions if missing."""
+    found, missing = [], []
+    for src, served, sides in MODELS:
+        if served == "object-detection":
+            src = detection_model
+        path = find_model(src)
+        if path is None and download:
+            from scripts.tooling import omz
+            try:
+                _say(f"{src} not found locally: trying DownloadModel {src} {release}")
+                omz.download_model(src, release, "FP16" if src != "colorization-v2" else None)
+                path = find_model(src)
+            except omz.DownloadError as exc:
+                _say(f"download failed: {exc}")
+        side_paths = []
+        for fname, setting in sides:
+            side = find_side_file(src, fname)
+            if side is None:
+                missing.append(f"{src}: side file {fname}")
+            else:
+                side_paths.append((side, setting))
+        if path is None:
+            missing.append(f"{src} (served as {served})")
+            continue
+        found.append({"source": src, "name": served, "path": path, "sides": side_paths})
+    if missing:
+        raise StackError("missing: " + "; ".join(missing) + "\n" + OFFLINE_HINT)
+    return found
+
+
+def upload_models(cs: str, models: List[dict]) -> Dict[str, str]:
+    """Upload every model to container ``ovms``; return the side-file settings (az:// paths)."""
+    from scripts.tooling.upload import upload_model
+    settings = {}
+    for m in models:
+        folder = m["path"]
+        report = upload_model(cs, m["name"], folder=folder, extra_files=[p for p, _ in m["sides"]])
+        layout = "OVMS" if ovms_layout(folder) else "OMZ"
+        _say(f"{m['name']}: {len(report.uploaded)} uploaded, {len(report.skipped)} unchanged "
+             f"(from {folder}, {layout} layout)")
+        for path, setting in m["sides"]:
+            settings[setting] = f"az://ovms/{m['name']}/{path.name}"
+    return settings
+
+
+class Stack:
+    """Processes started by the stack command, stopped in reverse order."""
+
+    def __init__(self) -> None:
+        self.procs: List[Tuple[str, subprocess.Popen]] = []
+        self.containers: List[str] = []
+
+    def spawn(self, what: str, cmd: List[str], env: Dict[str, str]) -> subprocess.Popen:
+        _say(f"starting {what}: {' '.join(cmd)}")
+        full = dict(os.environ)
+        full.update(env)
+        full["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), full.get("PYTHONPATH")) if p)
+        proc = subprocess.Popen(cmd, cwd=str(PROJECT_ROOT), env=full, start_new_session=True)
+        self.procs.append((what, proc))
+        return proc
+
+    def stop(self) -> None:
+        for what, proc in reversed(self.procs):
+            if proc.poll() is None:
+                _say(f"stopping {what} (pid {proc.pid})")
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(timeout=15)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    proc.kill()
+        for name in reversed(self.containers):
+            _say(f"stopping container {name}")
+            subprocess.run(["docker", "stop", name], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+
+
+def wait_port(port: int, proc: Optional[subprocess.Popen], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise StackError(f"{what} exited with code {proc.returncode}")
+        if az.port_in_use("127.0.0.1", port):
+            return
+        time.sleep(0.3)
+    raise StackError(f"{what} did not listen on port {port} within {timeout:.0f} s")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m scripts.tooling.stack", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--no-bootstrap", action="store_true")
+    p.add_argument("--blob-port", type=int, default=10000)
+    p.add_argument("--ovms-port", type=int, default=9000)
+    p.add_argument("--http-port", type=int, default=7071)
+    p.add_argument("--release", default="2021.1", help="OMZ release for missing models")
+    p.add_argument("--detection-model", default=os.environ.get("OVAAS_DETECTION_MODEL",
+                                                               "person-detection-retail-0013"))
+    p.add_argument("--api", choices=("kserve", "tfs"), default=os.environ.get("OVMS_API", "kserve"))
+    args = p.parse_args(argv)
+    stack = Stack()
+    try:
+        azurite_running = az.blob_endpoint_answers("127.0.0.1", args.blob_port)
+        ports = {"model server": args.ovms_port, "functions host": args.http_port}
+        if not azurite_running:
+            ports["Azurite blob"] = args.blob_port
+        check_ports(ports)
+        if not args.no_bootstrap:
+            _say("bootstrap")
+            if subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "bootstrap.sh")]).returncode:
+                raise StackError("bootstrap failed")
+        cs, started = az.ensure_running("127.0.0.1", args.blob_port)
+        _say(("started" if started else "reusing") + f" Azurite: {cs}")
+        if started:
+            pid_file = az.DATA_DIR / "azurite.pid"
+            if pid_file.exists():
+                pid = int(pid_file.read_text())
+                stack.procs.append(("Azurite", _Adopted(pid)))  # type: ignore[arg-type]
+            else:
+                stack.containers.append(az.DOCKER_NAME)
+        models = locate_models(args.detection_model, args.release)
+        side_settings = upload_models(cs, models)
+        launches, notes = ovms.plan_all("127.0.0.1", args.ovms_port, api=args.api,
+                                     blob_port=args.blob_port)
+        for n in notes:
+            _say(n)
+        launch = launches[0]
+        if docker_available():
+            subprocess.run(launch.docker, check=True)
+            stack.containers.append("ovaas-ovms")
+            wait_port(args.ovms_port, None, "OVMS container")
+        else:
+            proc = stack.spawn("model server (emulators.ovms)", launch.local, launch.local_env)
+            wait_port(args.ovms_port, proc, "model server")
+        env = {"AZURE_STORAGE_CONNECTION_STRING": cs, "OVMS_API": args.api, **side_settings}
+        for prefix in ("HUMANPOSE", "HANDWRITTEN", "COLORIZATION", "OBJECTDETECTION"):
+            env[f"{prefix}_IPADDRESS"] = "127.0.0.1"
+            env[f"{prefix}_PORT"] = str(args.ovms_port)
+        if shutil.which("func"):
+            cmd = ["func", "start", "--port", str(args.http_port)]
+        else:
+            cmd = [sys.executable, "-m", "emulators.functions_host", "--root", str(PROJECT_ROOT),
+                   "--port", str(args.http_port)]
+        host = stack.spawn("functions host", cmd, env)
+        wait_port(args.http_port, host, "functions host")
+        from emulators.functions_host.discovery import discover, route_prefix
+        prefix = route_prefix(PROJECT_ROOT)
+        _say("endpoints:")
+        for spec in discover(PROJECT_ROOT):
+            print(f"    {spec.name}: http://localhost:{args.http_port}{spec.url_path(prefix)}")
+        _say("running; Ctrl+C stops everything started here")
+        stop = {"flag": False}
+        signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+        while not stop["flag"]:
+            for what, proc in stack.procs:
+                if proc.poll() is not None:
+                    raise StackError(f"{what} exited with code {proc.returncode}")
+            time.sleep(0.5)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    except (StackError, RuntimeError, TimeoutError, FileNotFoundError, UploadError,
+            subprocess.CalledProcessError) as exc:
+        print(f"[stack] error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        stack.stop()
+
+
+class _Adopted:
+    """A detached process started elsewhere (Azurite) that the stack still owns."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: Optional[int] = None
+
+    def poll(self) -> Optional[int]:
+        try:
+            os.kill(self.pid, 0)
+            return None
+        except ProcessLookupError:
+            self.returncode = self.returncode if self.returncode is not None else 0
+            return self.returncode
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        deadline = time.monotonic() + (timeout or 0)
+        while self.poll() is None:
+            if timeout is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("azurite", timeout)
+            time.sleep(0.1)
+        return self.returncode or 0
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

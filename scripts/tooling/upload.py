@@ -1,0 +1,283 @@
+"""Upload model files to Azure Blob storage in the OVMS repository layout (idempotent).
+
+Layout in the container (default ``ovms``)::
+
+    <model>/<version>/<model>.xml, .bin, ...   the model (what ``--model_path az://ovms/<model>`` reads)
+    <model>/<side file>                        side files (char lists, .npy, labels), outside versions
+
+A blob whose size and MD5 already match the local file is not uploaded again. Names that could
+escape the container path (``..``, ``/``, ``\\``, absolute paths, empty) are refused.
+
+From Python::
+
+    from scripts.tooling.upload import upload_model
+    report = upload_model(conn_str, "human-pose-estimation", folder=Path(".../human-pose-estimation-0001"))
+    report.uploaded, report.skipped
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import logging
+import mimetypes
+import os
+import re
+import socket
+import sys
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONTAINER = "ovms"
+_SAFE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+_CONTAINER = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+_MODEL_SUFFIXES = (".xml", ".bin", ".onnx")
+
+
+class UploadError(Exception):
+    """An upload failed for a reason the user can fix (message is meant to be printed)."""
+
+
+class StorageUnreachable(UploadError):
+    """The storage endpoint did not answer (or refused the credentials)."""
+
+
+@dataclass
+class UploadReport:
+    """What an upload did: blob names uploaded and skipped (already identical)."""
+
+    container: str
+    uploaded: List[str] = field(default_factory=list)
+    skipped: List[str] = field(default_factory=list)
+
+
+def safe_part(part: str, what: str = "name") -> str:
+    """Return ``part`` if it is one safe path segment, else raise UploadError."""
+    if not isinstance(part, str) or not _SAFE_PART.match(part) or part in (".", ".."):
+        raise UploadError(f"refusing {what} {part!r}: only letters, digits, '.', '_' and '-' are "
+                          "allowed (no '/', '\\', '..' or absolute paths)")
+    return part
+
+
+def blob_name(*parts: str) -> str:
+    """Join checked segments into a blob name."""
+    return "/".join(safe_part(p, "path segment") for p in parts)
+
+
+def _walk(folder: Path) -> List[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def plan_model_upload(model_name: str, *, files: Sequence[Path] = (), folder: Optional[Path] = None,
+                      version: int = 1, extra_files: Sequence[Path] = ()) -> List[Tuple[Path, str]]:
+    """The (local file, blob name) pairs of one model upload.
+
+    ``files`` go to ``<model>/<version>/``. ``folder`` in OVMS layout (numeric version folders) is
+    mirrored as is, its loose files becoming side files; any other folder (an Open Model Zoo
+    precision folder, say) goes to ``<model>/<version>/``. ``extra_files`` go to ``<model>/``.
+    """
+    safe_part(model_name, "model name")
+    if not isinstance(version, int) or version < 1:
+        raise UploadError(f"version must be a positive integer, not {version!r}")
+    plan: List[Tuple[Path, str]] = []
+    for f in files:
+        plan.append((Path(f), blob_name(model_name, str(version), Path(f).name)))
+    if folder is not None:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise UploadError(f"{folder} is not a folder")
+        version_dirs = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
+        if version_dirs:
+            for path in _walk(folder):
+                rel = path.relative_to(folder).parts
+                plan.append((path, blob_name(model_name, *rel)))
+        else:
+            for path in _walk(folder):
+                rel = path.relative_to(folder).parts
+                plan.append((path, blob_name(model_name, str(version), *rel)))
+    for f in extra_files:  # an explicit side file wins over a same-named one found in the folder
+        name = blob_name(model_name, Path(f).name)
+        plan = [(p, b) for p, b in plan if b != name]
+        plan.append((Path(f), name))
+    if not plan:
+        raise UploadError("nothing to upload: give --xml_file_path/--bin_file_path, --folder "
+                          "or --extra_file")
+    missing = [str(p) for p, _ in plan if not p.is_file()]
+    if missing:
+        raise UploadError("file(s) not found: " + ", ".join(missing))
+    names = [b for _, b in plan]
+    dupes = sorted({b for b in names if names.count(b) > 1})
+    if dupes:
+        raise UploadError("two files map to the same blob: " + ", ".join(dupes))
+    if not any(b.endswith(_MODEL_SUFFIXES) for b in names if b.count("/") >= 2):
+        log.warning("no .xml/.bin/.onnx in the upload of %s: OVMS will find no model version",
+                    model_name)
+    return plan
+
+
+def file_md5(path: Path) -> bytes:
+    """MD5 digest of a file (what Blob storage keeps as Content-MD5)."""
+    h = hashlib.md5()  # noqa: S324 - integrity comparison with Blob's Content-MD5, not security
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.digest()
+
+
+def _client(connection_string: str, timeout: float):
+    from azure.storage.blob import BlobServiceClient
+    try:
+        return BlobServiceClient.from_connection_string(
+            connection_string, retry_total=2, retry_connect=1, retry_backoff_factor=0.2,
+            connection_timeout=timeout, read_timeout=max(timeout, 60))
+    except ValueError as exc:
+        raise UploadError(f"invalid storage connection string: {exc}") from exc
+
+
+def _endpoint(connection_string: str) -> str:
+    m = re.search(r"BlobEndpoint=([^;]+)", connection_string)
+    if m:
+        return m.group(1)
+    m = re.search(r"AccountName=([^;]+)", connection_string)
+    return f"https://{m.group(1)}.blob.core.windows.net" if m else "(unknown endpoint)"
+
+
+def _probe(endpoint: str, timeout: float) -> None:
+    """Fail fast (instead of azure-core's retry loop) when nothing listens at the endpoint."""
+    u = urllib.parse.urlsplit(endpoint)
+    if not u.hostname:
+        return
+    port = u.port or (443 if u.scheme == "https" else 80)
+    try:
+        with socket.create_connection((u.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise StorageUnreachable(
+            f"cannot reach Blob storage at {endpoint}: {exc}. Is Azurite running "
+            "(scripts/LaunchAzurite.sh) or the connection string right?") from exc
+
+
+def upload_files(connection_string: str, plan: Iterable[Tuple[Path, str]],
+                 container: str = DEFAULT_CONTAINER, timeout: float = 5.0,
+                 progress: bool = False) -> UploadReport:
+    """Upload (file, blob) pairs, skipping blobs whose size and MD5 already match."""
+    from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError,
+                                       ResourceExistsError, ServiceRequestError)
+    from azure.storage.blob import ContentSettings
+
+    if not _CONTAINER.match(container):
+        raise UploadError(f"invalid container name {container!r} (3-63 lowercase letters, digits, "
+                          "single hyphens)")
+    plan = list(plan)
+    for _, name in plan:
+        for part in name.split("/"):
+            safe_part(part, "path segment")
+    report = UploadReport(container)
+    endpoint = _endpoint(connection_string)
+    _probe(endpoint, timeout)
+    service = _client(connection_string, timeout)
+    try:
+        cc = service.get_container_client(container)
+        try:
+            cc.create_container()
+        except ResourceExistsError:
+            pass
+        prefixes = sorted({name.split("/", 1)[0] + "/" for _, name in plan})
+        existing = {}
+        for prefix in prefixes:
+            for b in cc.list_blobs(name_starts_with=prefix):
+                existing[b.name] = (b.size, bytes(b.content_settings.content_md5 or b""))
+        for path, name in plan:
+            md5 = file_md5(path)
+            size = path.stat().st_size
+            if existing.get(name) == (size, md5):
+                report.skipped.append(name)
+                if progress:
+                    print(f"  unchanged  {container}/{name}")
+                continue
+            ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            if progress:
+                print(f"  uploading  {container}/{name} ({size} bytes)", flush=True)
+            with open(path, "rb") as data:
+                cc.upload_blob(name, data, overwrite=True, length=size, max_concurrency=2,
+                               content_settings=ContentSettings(content_type=ctype,
+                                                                content_md5=bytearray(md5)))
+            report.uploaded.append(name)
+    except ServiceRequestError as exc:
+        raise StorageUnreachable(
+            f"cannot reach Blob storage at {endpoint}: {exc.message if hasattr(exc, 'message') else exc}. "
+            "Is Azurite running (scripts/LaunchAzurite.sh) or the connection string right?") from exc
+    except ClientAuthenticationError as exc:
+        raise StorageUnreachable(f"Blob storage at {endpoint} refused the credentials: "
+                                 f"{str(exc).splitlines()[0]}") from exc
+    except HttpResponseError as exc:
+        raise UploadError(f"Blob storage at {endpoint} answered {exc.status_code}: "
+                          f"{str(exc).splitlines()[0]}") from exc
+    finally:
+        service.close()
+    log.info("upload to %s: %d uploaded, %d unchanged", container, len(report.uploaded),
+             len(report.skipped))
+    return report
+
+
+def upload_model(connection_string: str, model_name: str, *, files: Sequence[Path] = (),
+                 folder: Optional[Path] = None, version: int = 1,
+                 container: str = DEFAULT_CONTAINER, extra_files: Sequence[Path] = (),
+                 timeout: float = 5.0, progress: bool = False) -> UploadReport:
+    """Upload one model (and its side files) in OVMS layout; see :func:`plan_model_upload`."""
+    plan = plan_model_upload(model_name, files=files, folder=folder, version=version,
+                             extra_files=extra_files)
+    return upload_files(connection_string, plan, container=container, timeout=timeout,
+                        progress=progress)
+
+
+def default_connection_string() -> str:
+    """AZURE_STORAGE_CONNECTION_STRING, else the local Azurite account."""
+    from scripts.tooling.azurite import connection_string
+    return os.environ.get("AZURE_STORAGE_CONNECTION_STRING") or connection_string()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """CLI of UploadModelFilesToAzureStorage.py."""
+    p = argparse.ArgumentParser(
+        prog="UploadModelFilesToAzureStorage.py",
+        description="Upload model files to Blob storage as <container>/<model>/<version>/<file> "
+                    "(side files as <container>/<model>/<file>). Re-running uploads nothing "
+                    "unchanged.")
+    p.add_argument("--model_name", "--model-name", required=True, help="the model name OVMS serves")
+    p.add_argument("--xml_file_path", "--xml-file-path", type=Path)
+    p.add_argument("--bin_file_path", "--bin-file-path", type=Path)
+    p.add_argument("--folder", type=Path,
+                   help="upload a whole folder (OVMS layout <ver>/..., or a folder of model files)")
+    p.add_argument("--extra_file", "--extra-file", type=Path, action="append", default=[],
+                   help="side file stored beside the versions as <model>/<file> (repeatable)")
+    p.add_argument("--version", type=int, default=1, help="model version folder (default 1)")
+    p.add_argument("--container", default=DEFAULT_CONTAINER, help="container (default ovms)")
+    p.add_argument("--connection_string", "--connection-string", default=None,
+                   help="default: $AZURE_STORAGE_CONNECTION_STRING, else local Azurite")
+    p.add_argument("--timeout", type=float, default=5.0, help="connect timeout, seconds")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    files = [f for f in (args.xml_file_path, args.bin_file_path) if f is not None]
+    try:
+        report = upload_model(args.connection_string or default_connection_string(),
+                              args.model_name, files=files, folder=args.folder,
+                              version=args.version, container=args.container,
+                              extra_files=args.extra_file, timeout=args.timeout, progress=True)
+    except StorageUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except UploadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(report.uploaded)} uploaded, {len(report.skipped)} unchanged "
+          f"(container '{report.container}', model '{args.model_name}')")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

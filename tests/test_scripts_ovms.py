@@ -1,0 +1,125 @@
+"""LaunchOVMS / LaunchALLOVMS: the exact container command lines (dry run), tags vs API, config."""
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from scripts.tooling import ovms
+from scripts.tooling.azurite import ACCOUNT_KEY
+from scripts.tooling.modelsearch import PROJECT_ROOT
+
+
+def cs(host: str) -> str:
+    return ("AZURE_STORAGE_CONNECTION_STRING=DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+            f"AccountKey={ACCOUNT_KEY};BlobEndpoint=http://{host}:10000/devstoreaccount1;")
+
+
+TAIL = ["--port", "9000", "--log_level", "INFO", "--file_system_poll_wait_seconds", "0"]
+
+
+def test_cpu_command_kserve():
+    launch, notes = ovms.plan_one("human-pose-estimation", "10.0.0.5", 9001)
+    assert notes == []
+    assert launch.docker == [
+        "docker", "run", "-d", "--rm", "--name", "ovaas-ovms-human-pose-estimation",
+        "-p", "9001:9000", "-e", cs("10.0.0.5"), "openvino/model_server:2026.3",
+        "--model_name", "human-pose-estimation", "--model_path", "az://ovms/human-pose-estimation",
+        "--target_device", "CPU", *TAIL]
+
+
+def test_gpu_command_uses_gpu_image_and_dri():
+    launch, _ = ovms.plan_one("colorization", "127.0.0.1", 9002, "2025.4", "GPU",
+                              render_gids=["109"])
+    assert launch.docker == [
+        "docker", "run", "-d", "--rm", "--name", "ovaas-ovms-colorization", "-p", "9002:9000",
+        "--add-host=host.docker.internal:host-gateway", "--device", "/dev/dri",
+        "--group-add", "109", "-e", cs("host.docker.internal"),
+        "openvino/model_server:2025.4-gpu", "--model_name", "colorization",
+        "--model_path", "az://ovms/colorization", "--target_device", "GPU", *TAIL]
+    # the local stand-in reaches Azurite at the IP itself
+    assert launch.local_env["AZURE_STORAGE_CONNECTION_STRING"] == cs("127.0.0.1").split("=", 1)[1]
+
+
+def test_fpga_is_hetero_and_warns():
+    launch, notes = ovms.plan_one("object-detection", "10.0.0.5", 9003, "2026.2", "FPGA")
+    i = launch.docker.index("--target_device")
+    assert launch.docker[i + 1] == "HETERO:FPGA,CPU"
+    assert "openvino/model_server:2026.2" in launch.docker
+    assert any("FPGA" in n and "2020" in n for n in notes)
+
+
+def test_tfs_api_pins_2026_2_and_refuses_newer():
+    launch, _ = ovms.plan_one("colorization", "10.0.0.5", 9000, api="tfs")
+    assert "openvino/model_server:2026.2" in launch.docker
+    launch, _ = ovms.plan_one("colorization", "10.0.0.5", 9000, "2024.1", api="tfs")
+    assert "openvino/model_server:2024.1" in launch.docker
+    for tag in ("2026.3", "latest", "2027.0"):
+        with pytest.raises(ovms.LaunchError, match="TensorFlow-Serving"):
+            ovms.plan_one("colorization", "10.0.0.5", 9000, tag, api="tfs")
+    launch, notes = ovms.plan_one("colorization", "10.0.0.5", 9000, "latest", api="tfs",
+                                  adjust_tag=True)
+    assert "openvino/model_server:2026.2" in launch.docker and "2026.2" in notes[0]
+    # the KServe API takes any tag
+    launch, _ = ovms.plan_one("colorization", "10.0.0.5", 9000, "2026.4", api="kserve")
+    assert "openvino/model_server:2026.4" in launch.docker
+
+
+def test_all_models_one_port_from_config():
+    launches, _ = ovms.plan_all("10.0.0.5")
+    assert len(launches) == 1
+    assert launches[0].docker == [
+        "docker", "run", "-d", "--rm", "--name", "ovaas-ovms", "-p", "9000:9000",
+        "-e", cs("10.0.0.5"), "-v", f"{PROJECT_ROOT / 'models' / 'config.json'}:/config/config.json:ro",
+        "openvino/model_server:2026.3", "--config_path", "/config/config.json", *TAIL]
+    assert launches[0].local[1:] == ["-m", "emulators.ovms", "--config_path",
+                                     str(PROJECT_ROOT / "models" / "config.json"),
+                                     "--port", "9000", "--log_level", "INFO",
+                                     "--file_system_poll_wait_seconds", "0"]
+
+
+def test_all_models_per_model():
+    launches, _ = ovms.plan_all("10.0.0.5", port=9100, per_model=True)
+    assert [(l.name, l.port) for l in launches] == [
+        ("human-pose-estimation", 9100), ("handwritten-japanese-recognition", 9101),
+        ("colorization", 9102), ("object-detection", 9103)]
+    assert "az://ovms/object-detection" in launches[3].docker
+
+
+def test_models_config_json():
+    data = json.loads((PROJECT_ROOT / "models" / "config.json").read_text())
+    configs = {e["config"]["name"]: e["config"] for e in data["model_config_list"]}
+    assert set(configs) == {"human-pose-estimation", "handwritten-japanese-recognition",
+                            "colorization", "object-detection"}
+    for name, c in configs.items():
+        assert c["base_path"] == f"az://ovms/{name}"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scripts.tooling.ovms", *args], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_cli_dry_run_prints_exact_docker_command():
+    proc = _cli("one", "human-pose-estimation", "10.0.0.5", "9001", "2026.2", "CPU", "--api", "tfs",
+                "--dry-run", "--docker")
+    assert proc.returncode == 0, proc.stderr
+    launch, _ = ovms.plan_one("human-pose-estimation", "10.0.0.5", 9001, "2026.2", api="tfs")
+    assert proc.stdout.strip() == shlex.join(launch.docker)
+    assert shlex.split(proc.stdout) == launch.docker
+
+
+def test_cli_without_docker_prints_stand_in_command():
+    proc = _cli("all", "127.0.0.1", "--dry-run", "--local")
+    assert proc.returncode == 0, proc.stderr
+    assert "-m emulators.ovms --config_path" in proc.stdout
+    assert "AZURE_STORAGE_CONNECTION_STRING=" in proc.stdout and "docker" not in proc.stdout
+
+
+def test_cli_refuses_tfs_with_new_tag():
+    proc = _cli("one", "colorization", "10.0.0.5", "9000", "latest", "--api", "tfs", "--dry-run")
+    assert proc.returncode == 2
+    assert "TensorFlow-Serving" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,122 @@
+"""UploadModelFilesToAzureStorage against a real Azurite: layout, idempotence, refusals, errors."""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.tooling import azurite as az
+from scripts.tooling.modelsearch import PROJECT_ROOT
+from scripts.tooling.upload import UploadError, StorageUnreachable, upload_model
+
+SCRIPT = PROJECT_ROOT / "scripts" / "UploadModelFilesToAzureStorage.py"
+
+
+def _blobs(cs: str, container: str) -> dict:
+    from azure.storage.blob import BlobServiceClient
+    with BlobServiceClient.from_connection_string(cs) as svc:
+        cc = svc.get_container_client(container)
+        return {b.name: cc.download_blob(b.name).readall() for b in cc.list_blobs()}
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          timeout=60, cwd=str(PROJECT_ROOT))
+
+
+@pytest.fixture
+def model_files(tmp_path):
+    xml, binary = tmp_path / "m.xml", tmp_path / "m.bin"
+    xml.write_text("<net/>")
+    binary.write_bytes(bytes(range(256)) * 64)
+    return xml, binary
+
+
+@pytest.mark.needs_azurite
+def test_original_arguments_upload_then_reupload_uploads_nothing(azurite, model_files):
+    xml, binary = model_files
+    args = ["--model_name", "orig-model", "--xml_file_path", str(xml), "--bin_file_path",
+            str(binary), "--connection_string", azurite, "--container", "origtest"]
+    first = _run(*args)
+    assert first.returncode == 0, first.stderr
+    assert "2 uploaded, 0 unchanged" in first.stdout
+    blobs = _blobs(azurite, "origtest")
+    assert blobs == {"orig-model/1/m.xml": xml.read_bytes(), "orig-model/1/m.bin": binary.read_bytes()}
+    second = _run(*args)
+    assert second.returncode == 0 and "0 uploaded, 2 unchanged" in second.stdout
+    # a changed file is uploaded again, the other is not
+    binary.write_bytes(b"changed")
+    third = _run(*args)
+    assert "1 uploaded, 1 unchanged" in third.stdout
+    assert _blobs(azurite, "origtest")["orig-model/1/m.bin"] == b"changed"
+
+
+@pytest.mark.needs_azurite
+def test_folder_mode_version_and_side_files(azurite, tmp_path):
+    ovms_layout = tmp_path / "pose"
+    (ovms_layout / "1").mkdir(parents=True)
+    (ovms_layout / "2").mkdir()
+    for v in ("1", "2"):
+        (ovms_layout / v / "pose.xml").write_text(f"<v{v}/>")
+        (ovms_layout / v / "pose.bin").write_bytes(b"b" * 10)
+    (ovms_layout / "labels.txt").write_text("person\n")
+    report = upload_model(azurite, "human-pose-estimation", folder=ovms_layout, container="foldertest")
+    assert sorted(report.uploaded) == [
+        "human-pose-estimation/1/pose.bin", "human-pose-estimation/1/pose.xml",
+        "human-pose-estimation/2/pose.bin", "human-pose-estimation/2/pose.xml",
+        "human-pose-estimation/labels.txt"]
+    # an OMZ precision folder goes to --version; extra files beside the versions
+    omz = tmp_path / "FP16"
+    omz.mkdir()
+    (omz / "hw.xml").write_text("<hw/>")
+    (omz / "hw.bin").write_bytes(b"w" * 5)
+    chars = tmp_path / "kondate_nakayosi.txt"
+    chars.write_text("あ\n")
+    report = upload_model(azurite, "handwritten-japanese-recognition", folder=omz, version=3,
+                          extra_files=[chars], container="foldertest")
+    assert sorted(report.uploaded) == ["handwritten-japanese-recognition/3/hw.bin",
+                                       "handwritten-japanese-recognition/3/hw.xml",
+                                       "handwritten-japanese-recognition/kondate_nakayosi.txt"]
+    again = upload_model(azurite, "handwritten-japanese-recognition", folder=omz, version=3,
+                         extra_files=[chars], container="foldertest")
+    assert again.uploaded == [] and len(again.skipped) == 3
+    blobs = _blobs(azurite, "foldertest")
+    assert blobs["handwritten-japanese-recognition/kondate_nakayosi.txt"] == chars.read_bytes()
+    assert hashlib.md5(blobs["human-pose-estimation/2/pose.xml"]).digest() == \
+        hashlib.md5(b"<v2/>").digest()
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "..", "/abs", "a\\b", "", "."])
+def test_names_that_escape_the_container_are_refused(name, model_files):
+    xml, binary = model_files
+    with pytest.raises(UploadError, match="refusing"):
+        upload_model("UseDevelopmentStorage=true", name, files=[xml, binary])
+
+
+def test_cli_refuses_escape_before_touching_storage(model_files):
+    xml, binary = model_files
+    proc = _run("--model_name", "../../etc", "--xml_file_path", str(xml), "--bin_file_path",
+                str(binary), "--connection_string", az.connection_string("127.0.0.1", 9))
+    assert proc.returncode == 2
+    assert "refusing" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unreachable_storage_is_a_clear_error(model_files):
+    xml, binary = model_files
+    port = az.free_port()  # nothing listens there
+    cs = az.connection_string("127.0.0.1", port)
+    with pytest.raises(StorageUnreachable, match="cannot reach Blob storage"):
+        upload_model(cs, "m", files=[xml, binary], timeout=2)
+    proc = _run("--model_name", "m", "--xml_file_path", str(xml), "--bin_file_path", str(binary),
+                "--connection_string", cs, "--timeout", "2")
+    assert proc.returncode == 3
+    assert f"127.0.0.1:{port}" in proc.stderr and "Azurite" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    proc = _run("--model_name", "m", "--xml_file_path", str(tmp_path / "nope.xml"))
+    assert proc.returncode == 2 and "not found" in proc.stderr
