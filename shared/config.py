@@ -139,6 +139,11 @@ def limits(env: Optional[Mapping[str, str]] = None) -> Limits:
     )
 
 
+def health_cache_seconds(env: Optional[Mapping[str, str]] = None) -> float:
+    """How long /api/health reuses its last answer (HEALTH_CACHE_SECONDS, default 5)."""
+    return _float(_env(env), "HEALTH_CACHE_SECONDS", 5.0)
+
+
 def side_file_location(setting: str, default: Optional[str] = None,
                        env: Optional[Mapping[str, str]] = None) -> Optional[str]:
     """Where a task's side file lives: a local path or ``az://container/path`` (or None)."""
