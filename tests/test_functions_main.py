@@ -92,3 +92,66 @@ def test_server_down_is_fast_503(down_server, name):
         assert resp.headers.get("Retry-After")
         assert json.loads(data)["error"]["code"] == "model_unavailable"
         assert elapsed < 1.0, f"{name} took {elapsed:.2f} s to fail"
+
+
+# ---- recovery: the same worker answers again once the model server is back ----------------------
+
+SERVED = {  # served name -> synthetic_models key (stand-ins with the real models' inputs and outputs)
+    "human-pose-estimation": "human-pose-estimation-0001",
+    "handwritten-japanese-recognition": "handwritten-japanese-recognition-0001",
+    "colorization": "colorization-v2",
+    "object-detection": "person-detection-retail-0013",
+}
+
+
+@pytest.fixture
+def served_env(monkeypatch, tmp_path, synthetic_models, model_server):
+    """All four endpoints pointed at one local model server with the stand-in models, plus
+    side files generated here (a 4441-character list and 313x2 coefficients)."""
+    charlist = tmp_path / "chars.txt"
+    charlist.write_text("\n".join(chr(0x4E00 + i) for i in range(4441)) + "\n", encoding="utf-8")
+    coeffs = tmp_path / "coeffs.npy"
+    np.save(coeffs, np.random.default_rng(0).uniform(-100, 100, (313, 2)))
+    server = model_server(config=[{"name": n, "base_path": str(synthetic_models[k])} for n, k in SERVED.items()])
+    for prefix in FUNCTIONS.values():
+        monkeypatch.setenv(f"{prefix}_IPADDRESS", "127.0.0.1")
+        monkeypatch.setenv(f"{prefix}_PORT", str(server.port))
+    monkeypatch.setenv("HANDWRITTEN_CHARLIST_PATH", str(charlist))
+    monkeypatch.setenv("COLORIZATION_COEFFICIENTS_PATH", str(coeffs))
+    monkeypatch.setenv("OVMS_CONNECT_TIMEOUT_SECONDS", "0.3")
+    resources.clear_cache()
+    serving.reset()
+    yield server
+    serving.reset()
+    resources.clear_cache()
+
+
+def test_each_function_answers_then_503s_then_recovers(served_env):
+    def all_statuses():
+        out = {}
+        for name in FUNCTIONS:
+            t = time.monotonic()
+            resp, data = _call(name, "POST", JPEG, {"Content-Type": "image/jpeg"})
+            out[name] = (resp.status_code, time.monotonic() - t, data)
+        return out
+
+    first = all_statuses()
+    assert {n: s for n, (s, _, _) in first.items()} == {n: 200 for n in FUNCTIONS}, first
+    for name, (_, _, data) in first.items():
+        payload = json.loads(data)
+        assert payload["image"] == {"width": 160, "height": 120} and payload["model"]["version"] == "1"
+
+    served_env.kill()
+    down = all_statuses()
+    for name, (status, elapsed, data) in down.items():
+        assert status == 503, (name, data)
+        assert elapsed < 1.0, (name, elapsed)
+
+    served_env.restart()
+    deadline = time.monotonic() + 10
+    while True:  # the gRPC channel reconnects on its own; no worker restart
+        back = all_statuses()
+        if all(s == 200 for s, _, _ in back.values()):
+            break
+        assert time.monotonic() < deadline, {n: (s, d[:200]) for n, (s, _, d) in back.items()}
+        time.sleep(0.2)
