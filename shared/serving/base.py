@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import abc
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Tuple
 
@@ -76,3 +78,30 @@ class InferenceAdapter(abc.ABC):
 
     def close(self) -> None:  # pragma: no cover - default no-op
         """Release the transport."""
+
+
+class CachedMetadataAdapter(InferenceAdapter):
+    """An adapter whose metadata is fetched once and trusted for ``metadata_ttl_s`` seconds
+    (a model redeployed with another signature is noticed after that)."""
+
+    metadata_ttl_s: float = 300.0
+
+    def __init__(self, metadata_ttl_s: float = 300.0) -> None:
+        self.metadata_ttl_s = metadata_ttl_s
+        self._meta: Optional[ModelMetadata] = None
+        self._meta_time = 0.0
+        self._meta_lock = threading.Lock()
+
+    def metadata(self) -> ModelMetadata:
+        meta = self._meta
+        if meta is not None and time.monotonic() - self._meta_time < self.metadata_ttl_s:
+            return meta
+        with self._meta_lock:
+            if self._meta is None or time.monotonic() - self._meta_time >= self.metadata_ttl_s:
+                self._meta = self._fetch_metadata()
+                self._meta_time = time.monotonic()
+            return self._meta
+
+    @abc.abstractmethod
+    def _fetch_metadata(self) -> ModelMetadata:
+        """Ask the server for the model's metadata (uncached)."""

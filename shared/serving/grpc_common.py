@@ -61,6 +61,17 @@ def error_from_status(code: Optional[grpc.StatusCode], details: str, model: str,
     return cls(template.format(model=model, details=details, timeout=timeout))
 
 
+def status_from_error(exc: OvaasError, name: str, version: Optional[str]) -> "ModelStatus":
+    """The not-ready ModelStatus that a failed readiness call stands for."""
+    from shared.serving.base import ModelStatus
+
+    if isinstance(exc, ModelUnavailable) and "unreachable" in exc.message:
+        state = "UNREACHABLE"
+    else:
+        state = {"model_not_found": "NOT_FOUND", "model_timeout": "TIMEOUT"}.get(exc.code, "UNAVAILABLE")
+    return ModelStatus(name, version, False, state, exc.message)
+
+
 class ManagedChannel:
     """A gRPC channel to one address whose readiness is tracked and checked before calls."""
 

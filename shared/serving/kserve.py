@@ -7,8 +7,6 @@ The stub is injectable so tests can swap the transport.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from typing import Any, Dict, Mapping, Optional
 
 import grpc
@@ -16,8 +14,8 @@ import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from shared.errors import BadModelOutput, ModelServerError, OvaasError
-from shared.serving.base import InferenceAdapter, ModelMetadata, ModelStatus, TensorInfo
-from shared.serving.grpc_common import ManagedChannel, error_from_status
+from shared.serving.base import CachedMetadataAdapter, ModelMetadata, ModelStatus, TensorInfo
+from shared.serving.grpc_common import ManagedChannel, error_from_status, status_from_error
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +28,17 @@ _KSERVE_TO_NP = {
 _NP_TO_KSERVE = {np.dtype(v).name: k for k, v in _KSERVE_TO_NP.items()}
 
 
-class KServeAdapter(InferenceAdapter):
+class KServeAdapter(CachedMetadataAdapter):
     """One model on a KServe v2 gRPC endpoint."""
 
     def __init__(self, channel: ManagedChannel, model_name: str, model_version: Optional[int],
                  timeout_s: float, metadata_ttl_s: float = 300.0, stub: Any = None) -> None:
+        super().__init__(metadata_ttl_s)
         self._channel = channel
         self._stub = stub or service_pb2_grpc.GRPCInferenceServiceStub(channel.channel)
         self.model_name = model_name
         self.model_version = "" if model_version is None else str(model_version)
         self.timeout_s = timeout_s
-        self.metadata_ttl_s = metadata_ttl_s
-        self._meta: Optional[ModelMetadata] = None
-        self._meta_time = 0.0
-        self._lock = threading.Lock()
 
     @property
     def _label(self) -> str:
@@ -62,21 +57,13 @@ class KServeAdapter(InferenceAdapter):
 
     # -- interface ---------------------------------------------------------------------------
 
-    def metadata(self) -> ModelMetadata:
-        meta = self._meta
-        if meta is not None and time.monotonic() - self._meta_time < self.metadata_ttl_s:
-            return meta
-        with self._lock:
-            if self._meta is not None and time.monotonic() - self._meta_time < self.metadata_ttl_s:
-                return self._meta
-            response = self._call("ModelMetadata", service_pb2.ModelMetadataRequest(
-                name=self.model_name, version=self.model_version), self.timeout_s)
-            self._meta = self._parse_metadata(response)
-            self._meta_time = time.monotonic()
-            log.info("metadata of %s: inputs %s outputs %s", self._label,
-                     [t.to_dict() for t in self._meta.inputs.values()],
-                     [t.to_dict() for t in self._meta.outputs.values()])
-            return self._meta
+    def _fetch_metadata(self) -> ModelMetadata:
+        response = self._call("ModelMetadata", service_pb2.ModelMetadataRequest(
+            name=self.model_name, version=self.model_version), self.timeout_s)
+        meta = self._parse_metadata(response)
+        log.info("metadata of %s: inputs %s outputs %s", self._label,
+                 [t.to_dict() for t in meta.inputs.values()], [t.to_dict() for t in meta.outputs.values()])
+        return meta
 
     def _parse_metadata(self, response: Any) -> ModelMetadata:
         def tensors(items: Any) -> Dict[str, TensorInfo]:
@@ -101,11 +88,7 @@ class KServeAdapter(InferenceAdapter):
             response = self._call("ModelReady", service_pb2.ModelReadyRequest(
                 name=self.model_name, version=self.model_version), min(self.timeout_s, 2.0))
         except OvaasError as exc:
-            state = {"model_not_found": "NOT_FOUND", "model_timeout": "TIMEOUT"}.get(
-                exc.code, "UNAVAILABLE")
-            if "unreachable" in exc.message:
-                state = "UNREACHABLE"
-            return ModelStatus(self.model_name, self.model_version or None, False, state, exc.message)
+            return status_from_error(exc, self.model_name, self.model_version or None)
         ready = bool(response.ready)
         return ModelStatus(self.model_name, self.model_version or None, ready,
                            "AVAILABLE" if ready else "UNAVAILABLE")

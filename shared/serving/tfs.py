@@ -8,8 +8,6 @@ on ``__context__``, so both adapters go through the same status table.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from typing import Any, Dict, Mapping, Optional
 
 import grpc
@@ -20,8 +18,8 @@ from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import (model_service_
                                                                    prediction_service_pb2_grpc)
 
 from shared.errors import BadModelOutput, ModelServerError, OvaasError
-from shared.serving.base import InferenceAdapter, ModelMetadata, ModelStatus, TensorInfo
-from shared.serving.grpc_common import ManagedChannel, error_from_status
+from shared.serving.base import CachedMetadataAdapter, ModelMetadata, ModelStatus, TensorInfo
+from shared.serving.grpc_common import ManagedChannel, error_from_status, status_from_error
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +38,12 @@ _TF_DTYPES = {
 }
 
 
-class TfsAdapter(InferenceAdapter):
+class TfsAdapter(CachedMetadataAdapter):
     """One model on a TensorFlow-Serving gRPC endpoint."""
 
     def __init__(self, channel: ManagedChannel, model_name: str, model_version: Optional[int],
                  timeout_s: float, metadata_ttl_s: float = 300.0, client: Any = None) -> None:
+        super().__init__(metadata_ttl_s)
         self._channel = channel
         self._client = client or GrpcClient(
             channel.channel,
@@ -53,10 +52,6 @@ class TfsAdapter(InferenceAdapter):
         self.model_name = model_name
         self.model_version = model_version or 0  # 0 = latest for ovmsclient
         self.timeout_s = timeout_s
-        self.metadata_ttl_s = metadata_ttl_s
-        self._meta: Optional[ModelMetadata] = None
-        self._meta_time = 0.0
-        self._lock = threading.Lock()
 
     @property
     def _label(self) -> str:
@@ -79,17 +74,8 @@ class TfsAdapter(InferenceAdapter):
         except (TypeError, ValueError) as exc:  # ovmsclient validates inputs client-side
             raise ModelServerError(f"request for {self._label} could not be built: {exc}") from None
 
-    def metadata(self) -> ModelMetadata:
-        meta = self._meta
-        if meta is not None and time.monotonic() - self._meta_time < self.metadata_ttl_s:
-            return meta
-        with self._lock:
-            if self._meta is not None and time.monotonic() - self._meta_time < self.metadata_ttl_s:
-                return self._meta
-            raw = self._call("get_model_metadata", self.timeout_s)
-            self._meta = self._parse_metadata(raw)
-            self._meta_time = time.monotonic()
-            return self._meta
+    def _fetch_metadata(self) -> ModelMetadata:
+        return self._parse_metadata(self._call("get_model_metadata", self.timeout_s))
 
     def _parse_metadata(self, raw: Mapping[str, Any]) -> ModelMetadata:
         def tensors(items: Mapping[str, Any]) -> Dict[str, TensorInfo]:
@@ -107,11 +93,7 @@ class TfsAdapter(InferenceAdapter):
         try:
             raw = self._call("get_model_status", min(self.timeout_s, 2.0))
         except OvaasError as exc:
-            state = {"model_not_found": "NOT_FOUND", "model_timeout": "TIMEOUT"}.get(exc.code, "UNAVAILABLE")
-            if "unreachable" in exc.message:
-                state = "UNREACHABLE"
-            return ModelStatus(self.model_name, str(self.model_version or "") or None, False, state,
-                               exc.message)
+            return status_from_error(exc, self.model_name, str(self.model_version or "") or None)
         # {version: {"state": "AVAILABLE", "error_code": 0, "error_message": "OK"}}
         if not raw:
             return ModelStatus(self.model_name, None, False, "NOT_FOUND", "no versions")
