@@ -15,6 +15,8 @@ if str(ROOT) not in sys.path:
 
 pytest_plugins = [
     "tests.fixtures.azurite",
+    "tests.fixtures.ovms",
+    "tests.fixtures.functions_host",
 ]
 
 _REQUIRED_SKIP_PREFIXES = ("needs_real_models", "needs_azurite")

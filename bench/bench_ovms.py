@@ -1,0 +1,165 @@
+"""Bench: the OVMS emulator vs in-process OpenVINO on the same model, input and compile config.
+
+    .venv/bin/python bench/bench_ovms.py [--model human-pose-estimation-0001] [--seconds 8] [--iters 40]
+
+Prints, side by side, the median latency (1 client, sequential) and the throughput with 4
+concurrent clients for: in-process OpenVINO, tritonclient (KServe v2 gRPC) and ovmsclient
+(TFS gRPC), with the ratios to in-process. Both sides compile with the same config: the
+emulator's default (no plugin_config: OpenVINO's CPU defaults, i.e. PERFORMANCE_HINT=LATENCY) or
+``--hint THROUGHPUT|LATENCY``; nireq = OPTIMAL_NUMBER_OF_INFER_REQUESTS on both sides.
+The machine may be shared, so measurements are interleaved: latency calls alternate between the
+paths one call at a time, throughput runs in ``--rounds`` alternating windows of ``--seconds``;
+medians are reported. Goals: latency ratio <= 1.15, throughput ratio >= 0.85.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from emulators.ovms.launcher import start_server  # noqa: E402
+from scripts.tooling.modelsearch import find_model, model_xml  # noqa: E402
+
+
+
+def run_concurrent(make_call, clients: int, seconds: float) -> float:
+    """Requests per second with ``clients`` threads, each calling its own ``make_call()`` result."""
+    calls = [make_call() for _ in range(clients)]
+    for c in calls:
+        c()
+    stop = time.monotonic() + seconds
+    counts = [0] * clients
+    start = threading.Barrier(clients + 1)
+
+    def worker(i):
+        start.wait()
+        while time.monotonic() < stop:
+            calls[i]()
+            counts[i] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    t0 = time.monotonic()
+    start.wait()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.monotonic() - t0)
+
+
+def median_latency(call, iters: int) -> float:
+    for _ in range(3):
+        call()
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="human-pose-estimation-0001")
+    ap.add_argument("--iters", type=int, default=40)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--hint", choices=["LATENCY", "THROUGHPUT"], default=None,
+                    help="PERFORMANCE_HINT for both sides (default: none = OpenVINO defaults, as the emulator)")
+    args = ap.parse_args()
+    plugin = {"PERFORMANCE_HINT": args.hint} if args.hint else {}
+
+    import openvino as ov
+    import ovmsclient
+    import tritonclient.grpc as tg
+
+    base, xml = find_model(args.model), model_xml(args.model)
+    if base is None or xml is None:
+        print(f"model {args.model} not found (scripts/tooling/modelsearch.py)", file=sys.stderr)
+        return 2
+    core = ov.Core()
+    compiled = core.compile_model(str(xml), "CPU", plugin)
+    inp = compiled.inputs[0]
+    in_name, shape = inp.get_any_name(), [d.get_length() for d in inp.get_partial_shape()]
+    x = (np.random.default_rng(0).random(shape, dtype=np.float32) * 255).astype(np.float32)
+    nireq = compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+    print(f"model {args.model} input {in_name} {shape}; CPU plugin_config {plugin or '{}'} -> "
+          f"{compiled.get_property('PERFORMANCE_HINT')}, streams {compiled.get_property('NUM_STREAMS')}, "
+          f"nireq {nireq}; latency: {args.iters} interleaved calls per path; throughput: {args.rounds} "
+          f"windows x {args.seconds:.0f} s at {args.clients} clients per path")
+
+    def local_call():
+        req = compiled.create_infer_request()
+
+        def call():
+            req.infer({0: x})
+            return [req.get_output_tensor(i).data for i in range(len(compiled.outputs))]
+        return call
+
+    server_args = ["--model_name", "m", "--model_path", str(base), "--log_level", "WARNING"]
+    if plugin:
+        server_args += ["--plugin_config", json.dumps(plugin)]
+    srv = start_server(server_args, timeout=120)
+    try:
+        def triton_call():
+            client = tg.InferenceServerClient(srv.address)
+            i = tg.InferInput(in_name, shape, "FP32")
+
+            def call():
+                i.set_data_from_numpy(x)
+                r = client.infer("m", [i])
+                return [r.as_numpy(o.name) for o in r.get_response().outputs]
+            return call
+
+        def ovms_call():
+            client = ovmsclient.make_grpc_client(srv.address)
+            return lambda: client.predict({in_name: x}, "m")
+
+        paths = {"in-process OpenVINO": local_call, "KServe (tritonclient)": triton_call,
+                 "TFS (ovmsclient)": ovms_call}
+        # latency: one call of each path in turn, so all paths see the same background load
+        calls = {name: make() for name, make in paths.items()}
+        lat = {name: [] for name in paths}
+        for name, call in calls.items():
+            for _ in range(3):
+                call()
+        for _ in range(args.iters):
+            for name, call in calls.items():
+                t = time.perf_counter()
+                call()
+                lat[name].append(time.perf_counter() - t)
+        # throughput: short alternating windows
+        tput = {name: [] for name in paths}
+        for r in range(args.rounds):
+            for name, make in paths.items():
+                tput[name].append(run_concurrent(make, args.clients, args.seconds))
+            print(f"round {r + 1}: " + "; ".join(f"{n}: {tput[n][-1]:.2f}/s" for n in paths))
+    finally:
+        srv.stop()
+    results = {n: (statistics.median(lat[n]), statistics.median(tput[n])) for n in paths}
+
+    base_lat, base_tput = results["in-process OpenVINO"]
+    print(f"\n{'path':24s} {'median latency ms':>18s} {'lat ratio':>10s} "
+          f"{f'tput@{args.clients} req/s':>16s} {'tput ratio':>11s}")
+    ok = True
+    for name, (lat, tput) in results.items():
+        lr, tr = lat / base_lat, tput / base_tput
+        if name != "in-process OpenVINO":
+            ok &= lr <= 1.15 and tr >= 0.85
+        print(f"{name:24s} {lat * 1000:18.2f} {lr:10.3f} {tput:16.2f} {tr:11.3f}")
+    print(f"\ngoals (latency ratio <= 1.15, throughput ratio >= 0.85): {'MET' if ok else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

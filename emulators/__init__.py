@@ -1,0 +1,1 @@
+"""Local stand-ins for services this project talks to (never deployed)."""

@@ -1,0 +1,92 @@
+"""The gRPC server: both APIs on one port, background model loading, graceful drain on SIGTERM/SIGINT."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from concurrent import futures
+from typing import Optional, Sequence
+
+import grpc
+from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+from tritonclient.grpc import service_pb2_grpc
+
+from .config import ConfigError, ServerConfig, parse_args
+from .kserve import KServeServicer
+from .models import ModelManager
+from .tfs import ModelStatusServicer, PredictionServicer
+
+log = logging.getLogger("ovms")
+
+MAX_MESSAGE = 1024 * 1024 * 1024
+DRAIN_SECONDS = float(os.environ.get("OVMS_EMULATOR_DRAIN_SECONDS", "30"))
+GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.so_reuseport", 0),  # a second server on a busy port must fail, as OVMS does
+]
+
+
+def setup_logging(level: str) -> None:
+    lvl = {"TRACE": logging.DEBUG}.get(level, getattr(logging, level, logging.INFO))
+    logging.basicConfig(stream=sys.stderr, level=lvl,
+                        format="[%(asctime)s][%(process)d][%(name)s][%(levelname)s] %(message)s")
+
+
+def build_server(cfg: ServerConfig, manager: ModelManager) -> grpc.Server:
+    """A grpc.Server with the KServe and TFS servicers, bound to ``cfg.port`` (raises on a busy port)."""
+    workers = cfg.grpc_workers or max(32, 4 * (os.cpu_count() or 2))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+                         options=GRPC_OPTIONS)
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(manager), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(manager), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelStatusServicer(manager), server)
+    try:
+        bound = server.add_insecure_port(f"0.0.0.0:{cfg.port}")
+    except RuntimeError as exc:
+        raise OSError(f"Failed to start gRPC server on port {cfg.port}: {exc}") from exc
+    if not bound:
+        raise OSError(f"Failed to start gRPC server on port {cfg.port} (port busy?)")
+    log.debug("gRPC workers: %d", workers)
+    return server
+
+
+def serve(argv: Optional[Sequence[str]] = None) -> int:
+    """Run until SIGTERM/SIGINT, then drain in-flight requests; returns the exit code."""
+    try:
+        cfg = parse_args(argv)
+    except ConfigError as exc:
+        logging.basicConfig(stream=sys.stderr)
+        log.error("%s", exc)
+        return 1
+    setup_logging(cfg.log_level)
+    manager = ModelManager(cfg.models)
+    try:
+        server = build_server(cfg, manager)
+    except OSError as exc:
+        log.error("%s", exc)
+        return 1
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    server.start()
+    log.info("Started gRPC server on port %d (KServe v2 + TensorFlow Serving APIs); models: %s", cfg.port,
+             ", ".join(m.name for m in cfg.models) or "none")
+    if cfg.rest_port:
+        log.warning("--rest_port %d accepted but no REST API is served by this emulator", cfg.rest_port)
+    manager.start_loading()
+    while not stop.wait(0.5):
+        pass
+    log.info("Shutting down: draining in-flight requests (up to %.0f s)", DRAIN_SECONDS)
+    server.stop(grace=DRAIN_SECONDS).wait()
+    log.info("Server stopped")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    code = serve(argv)
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(code)  # skip interpreter teardown of OpenVINO objects and a possibly busy loader thread

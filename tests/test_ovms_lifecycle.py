@@ -1,0 +1,257 @@
+"""OVMS emulator lifecycle: background loading, devices, config, drain on SIGTERM, stalls, restarts,
+malformed requests and concurrent clients."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import numpy as np
+import ovmsclient
+import pytest
+import tritonclient.grpc as tg
+from ovmsclient.tfs_compat.base.errors import ModelNotFoundError
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.utils import InferenceServerException
+
+from emulators.ovms.launcher import PROJECT_ROOT, ServerStartError, free_port
+from emulators.ovms.models import LoadError, resolve_device
+from tests import modelgen
+from tests.fixtures.ovms import EXACT_PLUGIN
+
+
+@pytest.fixture(scope="module")
+def affine(model_repo):
+    return model_repo.add("life-affine", modelgen.affine_model, scale=2.0, shape=(1, 4))
+
+
+def _x():
+    return np.array([[1, 2, 3, 4]], np.float32)
+
+
+def _triton_infer(address, model="m", version=""):
+    c = tg.InferenceServerClient(address)
+    i = tg.InferInput("x", [1, 4], "FP32")
+    i.set_data_from_numpy(_x())
+    return c.infer(model, [i], model_version=version).as_numpy("y")
+
+
+def test_models_load_in_background(model_server, affine):
+    srv = model_server(["--model_name", "m", "--model_path", str(affine)],
+                       env={**os.environ, "OVMS_EMULATOR_LOAD_DELAY": "2.5"}, wait=False)
+    srv.wait_ready(models=[])  # live before the model is loaded
+    c = tg.InferenceServerClient(srv.address)
+    assert c.is_server_live() and not c.is_model_ready("m")
+    oc = ovmsclient.make_grpc_client(srv.address)
+    assert oc.get_model_status("m")[1]["state"] in ("START", "LOADING")
+    with pytest.raises(InferenceServerException) as ei:
+        _triton_infer(srv.address)
+    assert ei.value.status() == "StatusCode.UNAVAILABLE"
+    assert "Model with requested version is not loaded yet" in ei.value.message()
+    with pytest.raises(ConnectionError, match="not loaded yet"):  # ovmsclient maps UNAVAILABLE to ConnectionError
+        oc.predict({"x": _x()}, "m")
+    with pytest.raises(ModelNotFoundError):  # unknown names are known at once
+        oc.predict({"x": _x()}, "other")
+    srv.wait_ready(timeout=30)
+    assert oc.get_model_status("m")[1]["state"] == "AVAILABLE"
+    assert np.array_equal(_triton_infer(srv.address), _x() * 2)
+
+
+def test_sigterm_drains_in_flight_requests(model_server, affine):
+    srv = model_server(["--model_name", "m", "--model_path", str(affine), "--nireq", "4"],
+                       env={**os.environ, "OVMS_EMULATOR_INFER_DELAY": "1.5"})
+    results, errors = [], []
+
+    def call():
+        try:
+            results.append(_triton_infer(srv.address))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.6)  # requests are inside inference now
+    t0 = time.monotonic()
+    os.kill(srv.pid, signal.SIGTERM)
+    time.sleep(0.2)
+    with pytest.raises(Exception):  # new requests are refused while draining
+        _triton_infer(srv.address)
+    for t in threads:
+        t.join(10)
+    assert srv.proc.wait(10) == 0
+    assert not errors and len(results) == 3 and all(np.array_equal(r, _x() * 2) for r in results)
+    assert time.monotonic() - t0 < 5
+    assert "draining" in srv.log_text()
+
+
+def test_pause_resume_restart_kill(model_server, affine):
+    srv = model_server(["--model_name", "m", "--model_path", str(affine)])
+    port = srv.port
+    srv.pause()
+    oc = ovmsclient.make_grpc_client(srv.address)
+    with pytest.raises(TimeoutError):
+        oc.predict({"x": _x()}, "m", timeout=0.5)
+    srv.resume()
+    assert np.array_equal(oc.predict({"x": _x()}, "m"), _x() * 2)
+    assert srv.kill() == -9
+    with pytest.raises(ConnectionError):
+        ovmsclient.make_grpc_client(srv.address).predict({"x": _x()}, "m", timeout=2)
+    srv.restart()
+    assert srv.port == port and np.array_equal(_triton_infer(srv.address), _x() * 2)
+
+
+def test_target_device_missing_is_named(model_server, affine, tmp_path):
+    srv = model_server(config=[
+        {"name": "m", "base_path": str(affine)},
+        {"name": "gpu", "base_path": str(affine), "target_device": "GPU"},
+        {"name": "fpga", "base_path": str(affine), "target_device": "FPGA"},
+    ], wait=False)
+    srv.wait_ready(models=["m"])
+    oc = ovmsclient.make_grpc_client(srv.address)
+    for name in ("gpu", "fpga"):  # their loads may still be running: poll until they fail
+        deadline = time.monotonic() + 20
+        while not oc.get_model_status(name)[1]["error_message"].startswith("Cannot") and time.monotonic() < deadline:
+            time.sleep(0.1)
+    gpu, fpga = oc.get_model_status("gpu")[1], oc.get_model_status("fpga")[1]
+    assert gpu["state"] == "LOADING" and gpu["error_code"] != 0 and "target device GPU" in gpu["error_message"]
+    assert "target device FPGA" in fpga["error_message"] and "HETERO:FPGA,CPU" in fpga["error_message"]
+    assert not tg.InferenceServerClient(srv.address).is_model_ready("gpu")
+    with pytest.raises(InferenceServerException) as ei:
+        _triton_infer(srv.address, "gpu")
+    assert ei.value.status() == "StatusCode.UNAVAILABLE"
+    assert np.array_equal(_triton_infer(srv.address, "m"), _x() * 2)
+
+
+def test_resolve_device():
+    assert resolve_device("CPU", ["CPU"]) == "CPU"
+    assert resolve_device("FPGA", ["CPU", "FPGA"]) == "HETERO:FPGA,CPU"
+    assert resolve_device("GPU.1", ["CPU", "GPU.0", "GPU.1"]) == "GPU.1"
+    assert resolve_device("HETERO:GPU,CPU", ["CPU", "GPU"]) == "HETERO:GPU,CPU"
+    assert resolve_device("AUTO", ["CPU"]) == "AUTO"
+    with pytest.raises(LoadError, match="target device NPU"):
+        resolve_device("MULTI:CPU,NPU", ["CPU"])
+
+
+def test_config_policies_and_relative_paths(model_server, model_repo, tmp_path):
+    base = tmp_path / "repo" / "aff"
+    for v in (1, 2, 3):
+        modelgen.write_version(base, v, modelgen.affine_model, scale=float(v), shape=(1, 4))
+    cfg = tmp_path / "repo" / "config.json"
+    cfg.write_text(json.dumps({"model_config_list": [
+        {"config": {"name": "latest2", "base_path": "aff", "model_version_policy": {"latest": {"num_versions": 2}},
+                    "nireq": 3, "target_device": "CPU", "plugin_config": {"PERFORMANCE_HINT": "LATENCY"}}},
+        {"config": {"name": "pinned", "base_path": "aff", "model_version_policy": {"specific": {"versions": [1]}}}},
+        {"config": {"name": "batch4", "base_path": "aff", "batch_size": 4}},
+    ]}))
+    srv = model_server(config=cfg)
+    oc = ovmsclient.make_grpc_client(srv.address)
+    assert sorted(oc.get_model_status("latest2")) == [2, 3]
+    assert list(oc.get_model_status("pinned")) == [1]
+    assert np.array_equal(oc.predict({"x": _x()}, "pinned"), _x())
+    assert oc.get_model_metadata("batch4")["inputs"]["x"]["shape"] == [4, 4]
+    assert np.array_equal(oc.predict({"x": np.ones((4, 4), np.float32)}, "batch4"), np.full((4, 4), 3, np.float32))
+    assert "nireq 3" in srv.log_text()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--model_name", "m"], "go together"),
+    (["--config_path", "/nonexistent/config.json"], "Cannot read config file"),
+    ([], "--config_path"),
+])
+def test_bad_command_line_exits_1(args, needle):
+    p = subprocess.run([sys.executable, "-m", "emulators.ovms", *args, "--port", str(free_port())],
+                       cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and needle in p.stderr
+
+
+def test_busy_port_fails(model_server, affine):
+    srv = model_server(["--model_name", "m", "--model_path", str(affine)])
+    with pytest.raises(ServerStartError, match="busy"):  # the launcher checks first
+        model_server(["--model_name", "m", "--model_path", str(affine)], port=srv.port)
+    p = subprocess.run([sys.executable, "-m", "emulators.ovms", "--model_name", "m", "--model_path", str(affine),
+                        "--port", str(srv.port)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and f"Failed to start gRPC server on port {srv.port}" in p.stderr
+
+
+def test_bad_base_path_reported(model_server, tmp_path):
+    srv = model_server(["--model_name", "m", "--model_path", str(tmp_path / "missing")], wait=False)
+    srv.wait_ready(models=[])
+    c = tg.InferenceServerClient(srv.address)
+    deadline = time.monotonic() + 10
+    while not c.is_server_ready() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert c.is_server_ready() and not c.is_model_ready("m")
+    with pytest.raises(InferenceServerException) as ei:
+        _triton_infer(srv.address)
+    assert ei.value.status() == "StatusCode.NOT_FOUND"
+
+
+def test_malformed_requests_do_not_crash(model_server, affine):
+    srv = model_server(["--model_name", "m", "--model_path", str(affine)])
+    ch = grpc.insecure_channel(srv.address)
+    garbage = [b"\xff\xff\xff\xff", b"\x0a\xff\xff\xff\xff\x0f", bytes(range(256)) * 4]
+    methods = ["/inference.GRPCInferenceService/ModelInfer", "/inference.GRPCInferenceService/ModelMetadata",
+               "/tensorflow.serving.PredictionService/Predict",
+               "/tensorflow.serving.PredictionService/GetModelMetadata",
+               "/tensorflow.serving.ModelService/GetModelStatus"]
+    for method in methods:
+        call = ch.unary_unary(method)  # raw bytes in and out
+        for g in garbage:
+            with pytest.raises(grpc.RpcError) as ei:
+                call(g, timeout=5)
+            assert ei.value.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.INVALID_ARGUMENT,
+                                       grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNKNOWN)
+    # structurally valid but hostile: huge declared shape with no data, unknown datatype, BYTES
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(ch)
+    for dt, shape, raw in [("FP32", [1, 4_000_000_000], [b"abc"]), ("WEIRD", [1, 4], [b"\0" * 16]),
+                           ("BYTES", [1, 4], [b"\0" * 16]), ("FP32", [1, -4], [b""])]:
+        req = service_pb2.ModelInferRequest(model_name="m")
+        req.inputs.add(name="x", datatype=dt, shape=shape)
+        req.raw_input_contents.extend(raw)
+        with pytest.raises(grpc.RpcError) as ei:
+            stub.ModelInfer(req, timeout=5)
+        assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    ch.close()
+    assert srv.running and np.array_equal(_triton_infer(srv.address), _x() * 2)
+
+
+def test_concurrent_mixed_clients(model_server, model_repo):
+    heat = np.random.default_rng(3).random((1, 19, 32, 57), dtype=np.float32)
+    pafs = np.random.default_rng(4).random((1, 38, 32, 57), dtype=np.float32)
+    pose = model_repo.add("life-pose", modelgen.pose_model, heat, pafs)
+    srv = model_server(config=[{"name": "pose", "base_path": str(pose), "nireq": 2, "plugin_config": EXACT_PLUGIN}])
+    x = np.random.default_rng(0).random((1, 3, 256, 456), dtype=np.float32)
+    failures = []
+
+    def worker(kind, n):
+        try:
+            if kind == "tfs":
+                c = ovmsclient.make_grpc_client(srv.address)
+                for _ in range(n):
+                    out = c.predict({"data": x}, "pose")
+                    assert np.array_equal(out["Mconv7_stage2_L2"], heat)
+                    assert np.array_equal(out["Mconv7_stage2_L1"], pafs)
+            else:
+                c = tg.InferenceServerClient(srv.address)
+                i = tg.InferInput("data", [1, 3, 256, 456], "FP32")
+                i.set_data_from_numpy(x)
+                for _ in range(n):
+                    r = c.infer("pose", [i])
+                    assert np.array_equal(r.as_numpy("Mconv7_stage2_L2"), heat)
+                    assert np.array_equal(r.as_numpy("Mconv7_stage2_L1"), pafs)
+        except Exception as exc:  # noqa: BLE001
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker, args=("tfs" if i % 2 else "kfs", 6)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not failures, failures
+    assert srv.running
