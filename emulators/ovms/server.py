@@ -33,6 +33,9 @@ def setup_logging(level: str) -> None:
     lvl = {"TRACE": logging.DEBUG}.get(level, getattr(logging, level, logging.INFO))
     logging.basicConfig(stream=sys.stderr, level=lvl,
                         format="[%(asctime)s][%(process)d][%(name)s][%(levelname)s] %(message)s")
+    # azure-core logs every HTTP request and header at INFO: keep it to warnings unless tracing.
+    if lvl > logging.DEBUG:
+        logging.getLogger("azure").setLevel(logging.WARNING)
 
 
 def build_server(cfg: ServerConfig, manager: ModelManager) -> grpc.Server:

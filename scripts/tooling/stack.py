@@ -210,6 +210,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         _say("running; Ctrl+C stops everything started here")
         stop = {"flag": False}
         signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+        # Ctrl+C must work even when started from a script that ignores SIGINT (e.g. with &).
+        signal.signal(signal.SIGINT, lambda *_: stop.update(flag=True))
         while not stop["flag"]:
             for what, proc in stack.procs:
                 if proc.poll() is not None:
