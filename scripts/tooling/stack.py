@@ -79,6 +79,9 @@ def locate_models(detection_model: str, release: str, download: bool = True) -> 
                 missing.append(f"{src}: side file {fname}")
             else:
                 side_paths.append((side, setting))
+        labels = PROJECT_ROOT / "models" / "labels" / f"{src}.txt"
+        if served == "object-detection" and labels.is_file():  # optional: ids are shown without it
+            side_paths.append((labels, "OBJECTDETECTION_LABELS_PATH"))
         if path is None:
             missing.append(f"{src} (served as {served})")
             continue
