@@ -47,7 +47,8 @@ def _get(env: Mapping[str, str], name: str, default: Optional[str] = None) -> Op
     return value.strip()
 
 
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0,
+           allow_minimum: bool = False) -> float:
     raw = _get(env, name)
     if raw is None:
         return default
@@ -55,8 +56,9 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
         value = float(raw)
     except ValueError as exc:
         raise SettingsError(f"setting {name}={raw!r} is not a number") from exc
-    if value <= minimum:
-        raise SettingsError(f"setting {name}={raw!r} must be greater than {minimum}")
+    if value < minimum or (value == minimum and not allow_minimum) or value != value:
+        qualifier = "at least" if allow_minimum else "greater than"
+        raise SettingsError(f"setting {name}={raw!r} must be {qualifier} {minimum}")
     return value
 
 
@@ -140,8 +142,8 @@ def limits(env: Optional[Mapping[str, str]] = None) -> Limits:
 
 
 def health_cache_seconds(env: Optional[Mapping[str, str]] = None) -> float:
-    """How long /api/health reuses its last answer (HEALTH_CACHE_SECONDS, default 5)."""
-    return _float(_env(env), "HEALTH_CACHE_SECONDS", 5.0)
+    """How long /api/health reuses its last answer (HEALTH_CACHE_SECONDS, default 5; 0 = never)."""
+    return _float(_env(env), "HEALTH_CACHE_SECONDS", 5.0, allow_minimum=True)
 
 
 def side_file_location(setting: str, default: Optional[str] = None,

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
+import time
 from pathlib import Path
 from typing import Dict, Optional, Tuple
+from urllib.parse import urlsplit
 
 from shared import config
 from shared.errors import ModelUnavailable
@@ -20,7 +23,10 @@ log = logging.getLogger(__name__)
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 _cache: Dict[str, bytes] = {}
+_failures: Dict[str, Tuple[float, ModelUnavailable]] = {}
 _lock = threading.Lock()
+# A side file that could not be read is not retried for this long: requests fail fast meanwhile.
+FAILURE_TTL_S = 5.0
 
 
 def parse_az_url(location: str) -> Tuple[str, str]:
@@ -42,9 +48,18 @@ def read_bytes(location: str, setting: str = "", timeout_s: float = 10.0) -> byt
         return data
     with _lock:
         data = _cache.get(location)
-        if data is None:
+        if data is not None:
+            return data
+        failed = _failures.get(location)
+        if failed is not None and time.monotonic() - failed[0] < FAILURE_TTL_S:
+            raise failed[1]
+        try:
             data = _read_uncached(location, setting, timeout_s)
-            _cache[location] = data
+        except ModelUnavailable as exc:
+            _failures[location] = (time.monotonic(), exc)
+            raise
+        _failures.pop(location, None)
+        _cache[location] = data
     return data
 
 
@@ -68,7 +83,8 @@ def _read_uncached(location: str, setting: str, timeout_s: float) -> bytes:
             from azure.storage.blob import BlobServiceClient  # imported on first use only
 
             service = BlobServiceClient.from_connection_string(
-                conn, connection_timeout=timeout_s, read_timeout=timeout_s, retry_total=1)
+                conn, connection_timeout=timeout_s, read_timeout=timeout_s, retry_total=0)
+            _probe(service.url, min(timeout_s, 2.0))
             data = service.get_blob_client(container, blob).download_blob(timeout=int(timeout_s)).readall()
         except Exception as exc:  # azure raises many types; none of them must reach the client
             log.warning("reading side file %s%s failed: %s", location, where, type(exc).__name__)
@@ -87,15 +103,25 @@ def _read_uncached(location: str, setting: str, timeout_s: float) -> bytes:
     return data
 
 
+def _probe(url: str, timeout_s: float) -> None:
+    """Fail at once (OSError) when the storage endpoint does not accept connections; the SDK's
+    own retries would otherwise hold a request for many seconds."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    with socket.create_connection((parts.hostname or "", port), timeout=timeout_s):
+        pass
+
+
 def locate(setting: str, default: Optional[str]) -> Optional[str]:
     """The configured location of a side file (``default`` when the setting is absent)."""
     return config.side_file_location(setting, default)
 
 
 def clear_cache() -> None:
-    """Forget cached side files (tests)."""
+    """Forget cached side files and failures (tests)."""
     with _lock:
         _cache.clear()
+        _failures.clear()
 
 
 def exists_locally(location: str) -> bool:

@@ -20,6 +20,8 @@ from shared.errors import (ModelNotFound, ModelServerError, ModelTimeout, ModelU
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+#: deadline of a readiness check (health): short, never an inference deadline
+READINESS_DEADLINE_S = 1.0
 
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

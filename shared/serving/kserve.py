@@ -15,7 +15,8 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from shared.errors import BadModelOutput, ModelServerError, OvaasError
 from shared.serving.base import CachedMetadataAdapter, ModelMetadata, ModelStatus, TensorInfo
-from shared.serving.grpc_common import ManagedChannel, error_from_status, status_from_error
+from shared.serving.grpc_common import (READINESS_DEADLINE_S, ManagedChannel, error_from_status,
+                                         status_from_error)
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +85,24 @@ class KServeAdapter(CachedMetadataAdapter):
                              tensors(response.inputs), tensors(response.outputs))
 
     def status(self) -> ModelStatus:
+        deadline = min(self.timeout_s, READINESS_DEADLINE_S)
         try:
             response = self._call("ModelReady", service_pb2.ModelReadyRequest(
-                name=self.model_name, version=self.model_version), min(self.timeout_s, 2.0))
+                name=self.model_name, version=self.model_version), deadline)
+            ready = bool(response.ready)
+            version = self.model_version or (self._served_version(deadline) if ready else "")
         except OvaasError as exc:
             return status_from_error(exc, self.model_name, self.model_version or None)
-        ready = bool(response.ready)
-        return ModelStatus(self.model_name, self.model_version or None, ready,
-                           "AVAILABLE" if ready else "UNAVAILABLE")
+        return ModelStatus(self.model_name, version or None, ready, "AVAILABLE" if ready else "UNAVAILABLE")
+
+    def _served_version(self, deadline: float) -> str:
+        """The version 'latest' resolves to (from cached metadata when fresh)."""
+        meta = self._meta
+        if meta is None:
+            response = self._call("ModelMetadata", service_pb2.ModelMetadataRequest(
+                name=self.model_name, version=""), deadline)
+            return self._parse_metadata(response).version
+        return meta.version
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         request = service_pb2.ModelInferRequest(model_name=self.model_name,

@@ -19,7 +19,8 @@ from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import (model_service_
 
 from shared.errors import BadModelOutput, ModelServerError, OvaasError
 from shared.serving.base import CachedMetadataAdapter, ModelMetadata, ModelStatus, TensorInfo
-from shared.serving.grpc_common import ManagedChannel, error_from_status, status_from_error
+from shared.serving.grpc_common import (READINESS_DEADLINE_S, ManagedChannel, error_from_status,
+                                         status_from_error)
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class TfsAdapter(CachedMetadataAdapter):
 
     def status(self) -> ModelStatus:
         try:
-            raw = self._call("get_model_status", min(self.timeout_s, 2.0))
+            raw = self._call("get_model_status", min(self.timeout_s, READINESS_DEADLINE_S))
         except OvaasError as exc:
             return status_from_error(exc, self.model_name, str(self.model_version or "") or None)
         # {version: {"state": "AVAILABLE", "error_code": 0, "error_message": "OK"}}
