@@ -1,0 +1,268 @@
+"""The benchmark suite: every endpoint in one run, one table, written to bench/RESULTS.md.
+
+    PYTHONPATH=. .venv/bin/python bench/run_all.py [--quick] [--out bench/RESULTS.md]
+
+One model server serves the four models (pose and detection: the real Open Model Zoo models in
+../shared/models-real; handwriting and colorization: ../shared/models-synthetic, the real
+topologies with placeholder weights, so the same cost), located with scripts/tooling/modelsearch.py;
+one local Functions host is pointed at it. Per endpoint, measured side by side in this run:
+
+- latency: median and p95 of POSTing one picture over a kept-alive HTTP connection (JSON answer),
+  interleaved with the *unavoidable work* done in this process on the same model and picture:
+  decode (``shared.imaging.decode``) + resize to the model input + in-process OpenVINO inference
+  (compiled as the model server compiles it: CPU, PERFORMANCE_HINT=LATENCY); and their ratio;
+- throughput at 1, 4 and 8 concurrent clients: HTTP requests/s vs the unavoidable work run by as
+  many threads in this process (one infer request each), and their ratio;
+- cold start: import time and memory of each function module in a fresh interpreter, and the cost
+  of the first-use imports (``bench/bench_coldstart.py``'s ``measure``).
+
+The machine is shared and small: numbers are noisy; compare ratios taken in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import common  # noqa: E402
+from bench.bench_coldstart import FUNCTIONS, measure  # noqa: E402
+from bench.bench_ovms import run_concurrent  # noqa: E402
+from scripts.tooling.modelsearch import find_model, find_side_file, model_xml, search_path  # noqa: E402
+
+CLIENTS = (1, 4, 8)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One endpoint as benchmarked: its route, settings prefix, model and picture."""
+
+    label: str
+    function: str
+    prefix: str
+    served: str
+    model: str
+    image: str
+    synthetic: bool = False
+    side_setting: Optional[str] = None
+    side_file: Optional[str] = None
+
+    @property
+    def path(self) -> str:
+        return f"/api/{self.function}"
+
+
+ENDPOINTS: Tuple[Endpoint, ...] = (
+    Endpoint("pose", "HttpTriggerHumanPose", "HUMANPOSE", "human-pose-estimation",
+             "human-pose-estimation-0001", "people1.jpeg"),
+    Endpoint("handwriting", "HttpTriggerHandwritten", "HANDWRITTEN", "handwritten-japanese-recognition",
+             "handwritten-japanese-recognition-0001", "handwritten_japanese_test.png", synthetic=True,
+             side_setting="HANDWRITTEN_CHARLIST_PATH", side_file="kondate_nakayosi.txt"),
+    Endpoint("colorization", "HttpTriggerColorization", "COLORIZATION", "colorization", "colorization-v2",
+             "ansel_adams2.jpg", synthetic=True, side_setting="COLORIZATION_COEFFICIENTS_PATH",
+             side_file="colorization-v2.npy"),
+    Endpoint("detection", "HttpTriggerObjectDetection", "OBJECTDETECTION", "object-detection",
+             "person-detection-retail-0013", "people1.jpeg"),
+)
+
+
+@dataclass
+class Result:
+    """Everything measured for one endpoint."""
+
+    endpoint: Endpoint
+    model_path: str
+    http_ms: List[float] = field(default_factory=list)
+    unavoidable_ms: List[float] = field(default_factory=list)
+    server_total_ms: List[float] = field(default_factory=list)
+    http_rps: Dict[int, float] = field(default_factory=dict)
+    inproc_rps: Dict[int, float] = field(default_factory=dict)
+
+
+def _dirs(ep: Endpoint) -> List[Path]:
+    """Model search order: synthetic-weight models first for the endpoints that use them."""
+    dirs = search_path()
+    if ep.synthetic:
+        dirs = sorted(dirs, key=lambda d: d.name != "models-synthetic")
+    return dirs
+
+
+def locate(ep: Endpoint) -> Tuple[Path, Path, Optional[Path]]:
+    """(OVMS base path, .xml, side file) of an endpoint's model; SystemExit when missing."""
+    base, xml = find_model(ep.model, _dirs(ep)), model_xml(ep.model, _dirs(ep))
+    side = find_side_file(ep.model, ep.side_file, _dirs(ep)) if ep.side_file else None
+    if base is None or xml is None or (ep.side_file and side is None):
+        raise SystemExit(f"needs_real_models: {ep.model}{' and ' + ep.side_file if ep.side_file else ''} "
+                         "not found (models/, $OVAAS_MODELS_DIR, ../shared)")
+    return base, xml, side
+
+
+def unavoidable_work(xml: Path, data: bytes) -> Callable[[], Callable[[], None]]:
+    """A factory of calls doing decode + resize + in-process inference (one infer request per call
+    site, so threads do not share one)."""
+    import cv2
+    import numpy as np
+
+    from shared import config, imaging
+
+    limits = config.limits({})
+    compiled = common.inprocess_model(xml, "LATENCY")
+    port = compiled.inputs[0]
+    _, c, h, w = (int(d) for d in port.shape)
+
+    def make() -> Callable[[], None]:
+        request = compiled.create_infer_request()
+
+        def call() -> None:
+            pixels = imaging.decode(data, limits).pixels
+            if c == 1:
+                pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)[:, :, None]
+            resized = cv2.resize(pixels, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, c)
+            request.infer({0: np.ascontiguousarray(resized.transpose(2, 0, 1)[None], dtype=np.float32)})
+
+        return call
+
+    return make
+
+
+def http_call(port: int, ep: Endpoint, data: bytes, ctype: str,
+              sink: Optional[List[float]] = None) -> Callable[[], None]:
+    """A POST of ``data`` over its own kept-alive connection; raises on anything but 200."""
+    client = common.KeepAliveClient(port)
+
+    def call() -> None:
+        status, body = client.post(ep.path, data, ctype)
+        if status != 200:
+            raise RuntimeError(f"{ep.path}: HTTP {status}: {body[:300]!r}")
+        if sink is not None:
+            sink.append(float(json.loads(body)["timing_ms"]["total"]))
+
+    return call
+
+
+def bench_endpoint(ep: Endpoint, xml: Path, base: Path, host_port: int, iters: int, seconds: float) -> Result:
+    data = (common.IMAGES / ep.image).read_bytes()
+    ctype = "image/png" if ep.image.endswith(".png") else "image/jpeg"
+    result = Result(ep, str(base.relative_to(ROOT.parent)) if ROOT.parent in base.parents else str(base))
+    make_local = unavoidable_work(xml, data)
+    times = common.interleaved_ms({"http": http_call(host_port, ep, data, ctype, result.server_total_ms),
+                                   "unavoidable": make_local()}, iters, warmup=2)
+    result.server_total_ms[:] = result.server_total_ms[-iters:]
+    result.http_ms, result.unavoidable_ms = times["http"], times["unavoidable"]
+    for n in CLIENTS:  # alternate the two paths at each level (fairer on a busy machine)
+        result.http_rps[n] = run_concurrent(lambda: http_call(host_port, ep, data, ctype), n, seconds)
+        result.inproc_rps[n] = run_concurrent(make_local, n, seconds)
+    return result
+
+
+# ---- report ----------------------------------------------------------------------------------
+
+def _fmt(x: float) -> str:
+    return f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+
+
+def tables(results: Sequence[Result], cold: Dict[str, dict]) -> List[Tuple[str, List[str], List[List[str]]]]:
+    lat = [[r.endpoint.label, _fmt(common.median(r.http_ms)), _fmt(common.p95(r.http_ms)),
+            _fmt(common.median(r.server_total_ms)), _fmt(common.median(r.unavoidable_ms)),
+            _fmt(common.p95(r.unavoidable_ms)), f"{common.median(r.http_ms) / common.median(r.unavoidable_ms):.2f}"]
+           for r in results]
+    tput = []
+    for r in results:
+        row = [r.endpoint.label]
+        for n in CLIENTS:
+            row += [_fmt(r.http_rps[n]), _fmt(r.inproc_rps[n]), f"{r.http_rps[n] / r.inproc_rps[n]:.2f}"]
+        tput.append(row)
+    cs = [[fn, _fmt(m["import_s"] * 1000), _fmt(m["import_mb"]), _fmt(m["first_use_s"] * 1000),
+           _fmt(m["first_use_mb"])] for fn, m in cold.items()]
+    models = [[r.endpoint.label, r.endpoint.model + (" (placeholder weights)" if r.endpoint.synthetic else ""),
+               r.model_path, r.endpoint.image] for r in results]
+    tput_header = ["endpoint"] + [f"{h} @{n}" for n in CLIENTS for h in ("HTTP req/s", "in-proc req/s", "ratio")]
+    return [
+        ("Latency, one client (ms; ratio = HTTP median / unavoidable median)",
+         ["endpoint", "HTTP median", "HTTP p95", "server total", "unavoidable median", "unavoidable p95", "ratio"], lat),
+        ("Throughput (requests/s at 1, 4, 8 concurrent clients; ratio = HTTP / in-process)", tput_header, tput),
+        ("Cold start: function module import in a fresh interpreter, then first-use imports",
+         ["function", "import ms", "import MB", "first use ms", "first use MB"], cs),
+        ("Models and pictures", ["endpoint", "model", "from", "picture"], models),
+    ]
+
+
+def markdown(blocks, header_lines: Sequence[str]) -> str:
+    out = ["# Benchmark results", "", *header_lines, ""]
+    for title, header, rows in blocks:
+        out += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer iterations and shorter throughput runs")
+    ap.add_argument("--iters", type=int, default=None, help="latency samples per endpoint (default 40, quick 10)")
+    ap.add_argument("--seconds", type=float, default=None, help="per throughput measurement (default 5, quick 1.5)")
+    ap.add_argument("--coldstart-runs", type=int, default=None, help="fresh interpreters per module (default 5, quick 2)")
+    ap.add_argument("--only", nargs="*", choices=[e.label for e in ENDPOINTS], help="a subset of endpoints")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    args = ap.parse_args(argv)
+    iters = args.iters or (10 if args.quick else 40)
+    seconds = args.seconds or (1.5 if args.quick else 5.0)
+    runs = args.coldstart_runs or (2 if args.quick else 5)
+    endpoints = [e for e in ENDPOINTS if not args.only or e.label in args.only]
+
+    located = {ep.label: locate(ep) for ep in endpoints}
+    started = time.monotonic()
+    print(common.machine(), flush=True)
+    server = common.start_model_server({ep.served: located[ep.label][0] for ep in endpoints})
+    host = None
+    try:
+        env: Dict[str, str] = {}
+        for ep in endpoints:
+            env.update(common.model_env(ep.prefix, server.port, ep.served))
+            if ep.side_setting:
+                env[ep.side_setting] = str(located[ep.label][2])
+        env["OBJECTDETECTION_LABELS_PATH"] = ""
+        host = common.start_functions_host(env)
+        results = []
+        for ep in endpoints:
+            base, xml, _ = located[ep.label]
+            print(f"{ep.label}: {ep.model} on {ep.image} ...", flush=True)
+            results.append(bench_endpoint(ep, xml, base, host.port, iters, seconds))
+    finally:
+        if host:
+            host.stop()
+        server.stop()
+    cold = {fn: measure(fn, runs) for fn in FUNCTIONS
+            if any(ep.function == fn for ep in endpoints)}
+
+    blocks = tables(results, cold)
+    for title, header, rows in blocks:
+        common.print_table(title, rows, header)
+    mode = "quick" if args.quick else "full"
+    header_lines = [
+        f"Machine: {common.machine()}",
+        f"Run: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, `bench/run_all.py{' --quick' if args.quick else ''}` "
+        f"({mode}: {iters} latency samples interleaved, {seconds:g} s per throughput point, "
+        f"{runs} cold-start interpreters; {time.monotonic() - started:.0f} s).",
+        "",
+        "HTTP = POST to the local Functions host (emulators/functions_host) -> gRPC (KServe v2) -> local "
+        "model server (emulators/ovms), JSON answer, kept-alive connection. Unavoidable = decode + resize "
+        "+ in-process OpenVINO inference of the same model on the same picture, in the benchmark process. "
+        "Server total = the endpoint's own `timing_ms.total`.",
+        "The machine is shared with other work (2 cores): absolute numbers are noisy; the ratios, "
+        "measured side by side in one run, are the meaningful part. At 4 and 8 clients the HTTP path "
+        "shares the 2 cores between the benchmark's clients, the host and the model server.",
+    ]
+    args.out.write_text(markdown(blocks, header_lines), encoding="utf-8")
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

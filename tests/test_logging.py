@@ -1,0 +1,101 @@
+"""Request logs over HTTP: the host's output has exactly one structured ``ovaas.request`` line per
+request (invocation id, function, model, status, per-stage ms), and never image data (the base64 of
+what was sent or answered) or the storage connection string / its AccountKey, on success and on
+error paths (a side file on unreachable storage, bad base64, wrong method)."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+
+import pytest
+
+from emulators.ovms.launcher import start_server
+from tests.fixtures.functions_host import start_functions_host
+from tests.test_openapi import (COLOR, DETECT, HAND, POSE, four_model_env, generated_repo, make_image,
+                                request, server_config, write_charlist)
+
+ACCOUNT_KEY = base64.b64encode(b"not-a-real-key-but-secret-all-the-same-0123456789").decode()
+# Malformed on purpose (no endpoint/protocol the SDK accepts): the storage client fails at once with
+# the connection string in hand (an unreachable endpoint would cost ~20 s of SDK retries per request).
+CONNECTION = f"AccountName=ovaaslogtest;AccountKey={ACCOUNT_KEY};BlobEndpoint"
+LINE = re.compile(r"(\{\"invocation_id\".*\})\s*$")
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    root = tmp_path_factory.mktemp("logging")
+    models = generated_repo(root / "models")
+    server = start_server(["--config_path", str(server_config(root, models))], timeout=120)
+    # handwriting reads its char list from "storage" that is not there: its requests take the
+    # side-file error path with the connection string in hand
+    env = four_model_env(server.port, write_charlist(root / "chars.txt"),
+                         HANDWRITTEN_CHARLIST_PATH="az://ovms/handwritten/chars.txt",
+                         AZURE_STORAGE_CONNECTION_STRING=CONNECTION, AzureWebJobsStorage=CONNECTION)
+    try:
+        h = start_functions_host(env=env, log_dir=root, timeout=90)
+    except BaseException:
+        server.stop()
+        raise
+    yield h
+    h.stop()
+    server.stop()
+
+
+def _requests():
+    images = {n: make_image(100 + 10 * i, 140 + 10 * i) for i, n in enumerate((POSE, HAND, COLOR, DETECT))}
+    b64 = {n: base64.b64encode(img).decode() for n, img in images.items()}
+    plan = []
+    for path in (POSE, HAND, COLOR, DETECT):
+        plan.append((path, "POST", json.dumps({"image": b64[path]}).encode(), "application/json"))
+        plan.append((path, "POST", images[path], "image/jpeg"))
+    plan.append((DETECT, "POST", json.dumps({"image": "%%" + b64[DETECT][:300]}).encode(), "application/json"))
+    plan.append((DETECT, "GET", None, None))
+    plan.append((COLOR, "POST", json.dumps({"image": b64[COLOR], "render": "maybe"}).encode(), "application/json"))
+    return plan, b64
+
+
+def _log_records(output: str):
+    return [json.loads(m.group(1)) for line in output.splitlines() if (m := LINE.search(line))]
+
+
+def test_one_structured_line_per_request_and_no_image_data_or_secrets(host):
+    plan, b64 = _requests()
+    before = len(_log_records(host.output()))
+    answers = []
+    for path, method, body, ctype in plan:
+        status, _, data, headers = request(host.url(path), body, ctype, method=method)
+        answers.append((path, status, data, headers.get("x-invocation-id")))
+    time.sleep(0.3)  # the host's stdout is unbuffered; give the writes a moment to land
+    output = host.output()
+    records = _log_records(output)[before:]
+
+    statuses = [a[1] for a in answers]
+    assert statuses.count(200) == 6 and statuses.count(503) == 2, statuses  # handwriting: no char list
+    assert statuses.count(400) == 2 and statuses.count(405) == 1, statuses
+    ids = [a[3] for a in answers]
+    assert all(ids) and len(set(ids)) == len(ids)
+    by_id = {}
+    for r in records:
+        by_id.setdefault(r["invocation_id"], []).append(r)
+    assert set(by_id) == set(ids), "log lines and requests differ"
+    assert all(len(v) == 1 for v in by_id.values()), "more than one request line for an invocation"
+    for path, status, data, inv in answers:
+        r = by_id[inv][0]
+        assert r["function"] == path.rsplit("/", 1)[1]
+        assert r["status"] == status
+        assert isinstance(r["ms"], dict) and r["ms"]["total"] >= 0
+        assert all(isinstance(v, (int, float)) for v in r["ms"].values())
+        if status == 200:
+            assert r["model"].endswith(":1") and r["model"].split(":")[0]
+            assert {"decode", "preprocess", "inference", "postprocess"} <= set(r["ms"]), r
+            if path == COLOR:  # the answer carries a picture in base64: none of it in the log
+                picture = json.loads(data)["colorized"]["data"]
+                assert picture[100:160] not in output
+
+    for path, image64 in b64.items():
+        for start in (0, len(image64) // 2):
+            assert image64[start:start + 48] not in output, f"image data of {path} in the host's output"
+    assert ACCOUNT_KEY not in output and ACCOUNT_KEY[:16] not in output, "the storage AccountKey was logged"
+    assert "AccountKey" not in output and CONNECTION not in output, "the connection string was logged"
