@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Tuple
 
 import cv2
 import numpy as np
@@ -199,26 +199,6 @@ def nchw_hw(shape: Tuple[int, ...]) -> Tuple[int, int]:
     if len(shape) != 4 or shape[2] <= 0 or shape[3] <= 0:
         raise ValueError(f"expected a static [N,C,H,W] input shape, got {list(shape)}")
     return int(shape[2]), int(shape[3])
-
-
-def to_nchw(image: np.ndarray) -> np.ndarray:
-    """HxWxC (or HxW) uint8/float image -> [1,C,H,W] float32, contiguous."""
-    if image.ndim == 2:
-        image = image[:, :, None]
-    return np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
-
-
-def resize_to_height(image: np.ndarray, height: int, max_width: Optional[int] = None,
-                     interpolation: int = cv2.INTER_LINEAR) -> Tuple[np.ndarray, float]:
-    """Resize keeping the aspect ratio so the height is ``height`` (and the width at most
-    ``max_width``, scaling further down when needed). Returns (image, scale)."""
-    h, w = image.shape[:2]
-    scale = height / h
-    if max_width is not None and w * scale > max_width:
-        scale = max_width / w
-    new_w = max(1, min(int(round(w * scale)), max_width or 10 ** 9))
-    new_h = max(1, min(int(round(h * scale)), height))
-    return cv2.resize(image, (new_w, new_h), interpolation=interpolation), scale
 
 
 # ---- encoding ---------------------------------------------------------------------------------
