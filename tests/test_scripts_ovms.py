@@ -18,6 +18,13 @@ def cs(host: str) -> str:
             f"AccountKey={ACCOUNT_KEY};BlobEndpoint=http://{host}:10000/devstoreaccount1;")
 
 
+ENV_E = ["-e", "AZURE_STORAGE_CONNECTION_STRING"]  # the value travels in the environment, never in argv
+
+
+def docker_cs(launch) -> str:
+    return "AZURE_STORAGE_CONNECTION_STRING=" + launch.docker_env["AZURE_STORAGE_CONNECTION_STRING"]
+
+
 TAIL = ["--port", "9000", "--log_level", "INFO", "--file_system_poll_wait_seconds", "0"]
 
 
@@ -26,9 +33,11 @@ def test_cpu_command_kserve():
     assert notes == []
     assert launch.docker == [
         "docker", "run", "-d", "--rm", "--name", "ovaas-ovms-human-pose-estimation",
-        "-p", "9001:9000", "-e", cs("10.0.0.5"), "openvino/model_server:2026.3",
+        "-p", "9001:9000", *ENV_E, "openvino/model_server:2026.3",
         "--model_name", "human-pose-estimation", "--model_path", "az://ovms/human-pose-estimation",
         "--target_device", "CPU", *TAIL]
+    assert docker_cs(launch) == cs("10.0.0.5")
+    assert not any("AccountKey" in a for a in launch.docker)
 
 
 def test_gpu_command_uses_gpu_image_and_dri():
@@ -37,9 +46,10 @@ def test_gpu_command_uses_gpu_image_and_dri():
     assert launch.docker == [
         "docker", "run", "-d", "--rm", "--name", "ovaas-ovms-colorization", "-p", "9002:9000",
         "--add-host=host.docker.internal:host-gateway", "--device", "/dev/dri",
-        "--group-add", "109", "-e", cs("host.docker.internal"),
+        "--group-add", "109", *ENV_E,
         "openvino/model_server:2025.4-gpu", "--model_name", "colorization",
         "--model_path", "az://ovms/colorization", "--target_device", "GPU", *TAIL]
+    assert docker_cs(launch) == cs("host.docker.internal")
     # the local stand-in reaches Azurite at the IP itself
     assert launch.local_env["AZURE_STORAGE_CONNECTION_STRING"] == cs("127.0.0.1").split("=", 1)[1]
 
@@ -73,8 +83,9 @@ def test_all_models_one_port_from_config():
     assert len(launches) == 1
     assert launches[0].docker == [
         "docker", "run", "-d", "--rm", "--name", "ovaas-ovms", "-p", "9000:9000",
-        "-e", cs("10.0.0.5"), "-v", f"{PROJECT_ROOT / 'models' / 'config.json'}:/config/config.json:ro",
+        *ENV_E, "-v", f"{PROJECT_ROOT / 'models' / 'config.json'}:/config/config.json:ro",
         "openvino/model_server:2026.3", "--config_path", "/config/config.json", *TAIL]
+    assert docker_cs(launches[0]) == cs("10.0.0.5")
     assert launches[0].local[1:] == ["-m", "emulators.ovms", "--config_path",
                                      str(PROJECT_ROOT / "models" / "config.json"),
                                      "--port", "9000", "--log_level", "INFO",
@@ -117,6 +128,14 @@ def test_cli_without_docker_prints_stand_in_command():
     assert proc.returncode == 0, proc.stderr
     assert "-m emulators.ovms --config_path" in proc.stdout
     assert "AZURE_STORAGE_CONNECTION_STRING=" in proc.stdout and "docker" not in proc.stdout
+
+
+def test_dry_run_hides_a_real_account_key():
+    proc = _cli("one", "colorization", "10.0.0.5", "9000", "--dry-run", "--docker",
+                "--connection-string", "DefaultEndpointsProtocol=https;AccountName=prod;AccountKey=S3cretKey==;"
+                "EndpointSuffix=core.windows.net")
+    assert proc.returncode == 0, proc.stderr
+    assert "S3cretKey" not in proc.stdout + proc.stderr and "AccountKey=***" in proc.stderr
 
 
 def test_cli_refuses_tfs_with_new_tag():

@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -122,16 +122,21 @@ def render_group_ids() -> List[str]:
 
 @dataclass
 class Launch:
-    """One model-server process to start: the docker command and the local stand-in command."""
+    """One model-server process to start: the docker command and the local stand-in command.
+
+    The storage connection string never appears in a command line (where ``ps`` would show
+    it): ``docker run -e AZURE_STORAGE_CONNECTION_STRING`` takes it from ``docker_env``.
+    """
 
     name: str
     port: int
     docker: List[str]
     local: List[str]
     local_env: Dict[str, str]
+    docker_env: Dict[str, str] = field(default_factory=dict)
 
 
-def _docker_prefix(name: str, port: int, device: str, cs: str, ip: str,
+def _docker_prefix(name: str, port: int, device: str, ip: str,
                    render_gids: Optional[Sequence[str]]) -> List[str]:
     cmd = ["docker", "run", "-d", "--rm", "--name", name, "-p", f"{port}:{CONTAINER_PORT}"]
     if ip in LOCAL_HOSTS:
@@ -141,7 +146,7 @@ def _docker_prefix(name: str, port: int, device: str, cs: str, ip: str,
         gids = render_group_ids() if render_gids is None else list(render_gids)
         for gid in gids:
             cmd += ["--group-add", gid]
-    cmd += ["-e", f"AZURE_STORAGE_CONNECTION_STRING={cs}"]
+    cmd += ["-e", "AZURE_STORAGE_CONNECTION_STRING"]  # value from docker_env, not the command line
     return cmd
 
 
@@ -165,14 +170,14 @@ def plan_one(model: str, ip: str, port: int, ovms_version: Optional[str] = None,
         notes.append(FPGA_WARNING)
     model_args = ["--model_name", model, "--model_path", f"az://{container}/{model}",
                   "--target_device", DEVICES[device]]
-    docker = _docker_prefix(f"ovaas-ovms-{model}", port, device,
-                            storage_connection_string(ip, blob_port, True, connection_string), ip,
-                            render_gids)
+    docker = _docker_prefix(f"ovaas-ovms-{model}", port, device, ip, render_gids)
+    docker_env = {"AZURE_STORAGE_CONNECTION_STRING":
+                  storage_connection_string(ip, blob_port, True, connection_string)}
     docker += [image_for(tag, device), *model_args, *_ovms_args(CONTAINER_PORT, log_level)]
     local = [sys.executable, "-m", "emulators.ovms", *model_args, *_ovms_args(port, log_level)]
     env = {"AZURE_STORAGE_CONNECTION_STRING":
            storage_connection_string(ip, blob_port, False, connection_string)}
-    return Launch(model, port, docker, local, env), notes
+    return Launch(model, port, docker, local, env, docker_env), notes
 
 
 def config_models(config_path: Path = CONFIG_PATH) -> List[Dict]:
@@ -216,16 +221,16 @@ def plan_all(ip: str, port: int = 9000, ovms_version: Optional[str] = None, devi
     if device == "FPGA":
         notes.append(FPGA_WARNING)
     config = Path(config_path).resolve() if device == "CPU" else _device_config(config_path, device)
-    docker = _docker_prefix("ovaas-ovms", port, device,
-                            storage_connection_string(ip, blob_port, True, connection_string), ip,
-                            render_gids)
+    docker = _docker_prefix("ovaas-ovms", port, device, ip, render_gids)
+    docker_env = {"AZURE_STORAGE_CONNECTION_STRING":
+                  storage_connection_string(ip, blob_port, True, connection_string)}
     docker += ["-v", f"{config}:/config/config.json:ro", image_for(tag, device),
                "--config_path", "/config/config.json", *_ovms_args(CONTAINER_PORT, log_level)]
     local = [sys.executable, "-m", "emulators.ovms", "--config_path", str(config),
              *_ovms_args(port, log_level)]
     env = {"AZURE_STORAGE_CONNECTION_STRING":
            storage_connection_string(ip, blob_port, False, connection_string)}
-    return [Launch("all", port, docker, local, env)], notes
+    return [Launch("all", port, docker, local, env, docker_env)], notes
 
 
 def _port_answers(port: int, host: str = "127.0.0.1") -> bool:
@@ -259,21 +264,39 @@ def start_local(launch: Launch, timeout: float = 60.0) -> subprocess.Popen:
                       f"{timeout:.0f} s; see {log_path}")
 
 
+def redact(connection_string: str) -> str:
+    """The connection string with its account key hidden (unless it is Azurite's public one)."""
+    if az.ACCOUNT_KEY in connection_string:
+        return connection_string
+    return re.sub(r"(AccountKey|SharedAccessSignature)=[^;]*", r"\1=***", connection_string)
+
+
 def run(launches: List[Launch], notes: List[str], dry_run: bool, use_docker: Optional[bool]) -> int:
     """Print notes; print (dry run) or run each launch with Docker or the stand-in."""
     for n in notes:
         print(n, file=sys.stderr)
+    if dry_run:
+        # The container command, unless --local asks for the stand-in's; without an engine the
+        # stand-in command is shown on stderr too, since that is what a real run would start.
+        engine = docker_available() if use_docker is None else use_docker
+        for launch in launches:
+            if use_docker is False:
+                print(" ".join(f"{k}={shlex.quote(v)}" for k, v in launch.local_env.items()), end=" ")
+                print(shlex.join(launch.local))
+                continue
+            print(shlex.join(launch.docker))
+            for key, value in launch.docker_env.items():
+                print(f"# with {key}={redact(value)} in the environment", file=sys.stderr)
+            if not engine:
+                print("# no Docker engine here: a real run starts the local stand-in instead: "
+                      + shlex.join(launch.local), file=sys.stderr)
+        return 0
     docker = docker_available() if use_docker is None else use_docker
     for launch in launches:
         cmd = launch.docker if docker else launch.local
-        if dry_run:
-            if not docker:
-                print(" ".join(f"{k}={shlex.quote(v)}" for k, v in launch.local_env.items()), end=" ")
-            print(shlex.join(cmd))
-            continue
         if docker:
             print("+ " + shlex.join(cmd), flush=True)
-            rc = subprocess.run(cmd).returncode
+            rc = subprocess.run(cmd, env={**os.environ, **launch.docker_env}).returncode
             if rc != 0:
                 print(f"error: docker run failed with exit code {rc}", file=sys.stderr)
                 return rc
