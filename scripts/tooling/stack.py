@@ -161,6 +161,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--api", choices=("kserve", "tfs"), default=os.environ.get("OVMS_API", "kserve"))
     args = p.parse_args(argv)
     stack = Stack()
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    # Ctrl+C or SIGTERM at any point (even while starting) stops what was started; SIGINT is
+    # re-armed because a shell that starts us in the background (&) has it ignored.
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
     try:
         azurite_running = az.blob_endpoint_answers("127.0.0.1", args.blob_port)
         ports = {"model server": args.ovms_port, "functions host": args.http_port}
@@ -188,12 +196,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             _say(n)
         launch = launches[0]
         if docker_available():
-            subprocess.run(launch.docker, check=True)
+            subprocess.run(launch.docker, check=True, env={**os.environ, **launch.docker_env})
             stack.containers.append("ovaas-ovms")
-            wait_port(args.ovms_port, None, "OVMS container")
+            proc = None
         else:
             proc = stack.spawn("model server (emulators.ovms)", launch.local, launch.local_env)
-            wait_port(args.ovms_port, proc, "model server")
+        wait_port(args.ovms_port, proc, "model server")
+        wait_models_ready(args.ovms_port, [m["name"] for m in models], proc)
         env = {"AZURE_STORAGE_CONNECTION_STRING": cs, "OVMS_API": args.api, **side_settings}
         for prefix in ("HUMANPOSE", "HANDWRITTEN", "COLORIZATION", "OBJECTDETECTION"):
             env[f"{prefix}_IPADDRESS"] = "127.0.0.1"
@@ -211,16 +220,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         for spec in discover(PROJECT_ROOT):
             print(f"    {spec.name}: http://localhost:{args.http_port}{spec.url_path(prefix)}")
         _say("running; Ctrl+C stops everything started here")
-        stop = {"flag": False}
-        signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
-        # Ctrl+C must work even when started from a script that ignores SIGINT (e.g. with &).
-        signal.signal(signal.SIGINT, lambda *_: stop.update(flag=True))
-        while not stop["flag"]:
+        while True:
             for what, proc in stack.procs:
                 if proc.poll() is not None:
                     raise StackError(f"{what} exited with code {proc.returncode}")
             time.sleep(0.5)
-        return 0
     except KeyboardInterrupt:
         return 0
     except (StackError, RuntimeError, TimeoutError, FileNotFoundError, UploadError,
@@ -228,7 +232,36 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"[stack] error: {exc}", file=sys.stderr)
         return 2
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not cut the clean-up short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stack.stop()
+
+
+def wait_models_ready(port: int, names: List[str], proc: Optional[subprocess.Popen],
+                      timeout: float = 300) -> None:
+    """Wait until the model server reports every model ready (KServe ModelReady)."""
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    pending = list(names)
+    deadline = time.monotonic() + timeout
+    try:
+        while pending:
+            if proc is not None and proc.poll() is not None:
+                raise StackError(f"model server exited with code {proc.returncode}")
+            try:
+                if stub.ModelReady(service_pb2.ModelReadyRequest(name=pending[0]), timeout=2).ready:
+                    _say(f"model {pending.pop(0)} ready")
+                    continue
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise StackError(f"models not ready within {timeout:.0f} s: {', '.join(pending)}")
+            time.sleep(0.3)
+    finally:
+        channel.close()
 
 
 class _Adopted:
@@ -239,6 +272,13 @@ class _Adopted:
         self.returncode: Optional[int] = None
 
     def poll(self) -> Optional[int]:
+        try:  # our own child (started by ensure_running in this process): reap it, or it stays a zombie
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid == self.pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+                return self.returncode
+        except ChildProcessError:
+            pass
         try:
             os.kill(self.pid, 0)
             return None

@@ -1,0 +1,146 @@
+"""The README's stack command, end to end: `bash scripts/stack.sh` brings up Azurite, uploads the
+models, starts the model server (reading az://) and the functions host; every request in
+request.http gets its answer; a second start finds the ports in use; Ctrl+C stops everything."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Dict, List, NamedTuple
+
+import pytest
+
+from scripts.tooling.azurite import find_binary, free_port, port_in_use
+from scripts.tooling.modelsearch import find_model
+
+ROOT = Path(__file__).resolve().parent.parent
+NEEDED = ["human-pose-estimation-0001", "handwritten-japanese-recognition-0001", "colorization-v2",
+          "person-detection-retail-0013"]
+
+
+class HttpRequest(NamedTuple):
+    title: str
+    method: str
+    url: str
+    headers: Dict[str, str]
+    body: bytes
+
+
+def parse_request_http(text: str, base: Path, variables: Dict[str, str]) -> List[HttpRequest]:
+    """The requests of a VS Code REST Client file: `### title`, `METHOD URL`, headers, blank line,
+    body (`< path` includes a file, relative to the .http file)."""
+    for line in text.splitlines():
+        m = re.match(r"^@(\w+)\s*=\s*(.+)$", line.strip())
+        if m:
+            variables.setdefault(m.group(1), m.group(2).strip())
+    out = []
+    for block in re.split(r"^###", text, flags=re.M)[1:]:
+        lines = block.split("\n")
+        title, rest = lines[0].strip(), [l for l in lines[1:] if not l.startswith("#")]
+        while rest and not rest[0].strip():
+            rest.pop(0)
+        method, url = rest[0].split(None, 1)
+        url = re.sub(r"\{\{(\w+)\}\}", lambda m: variables[m.group(1)], url.strip())
+        headers, i = {}, 1
+        while i < len(rest) and rest[i].strip():
+            k, v = rest[i].split(":", 1)
+            headers[k.strip()] = v.strip()
+            i += 1
+        lines = rest[i + 1:]
+        while lines and not lines[-1].strip():
+            lines.pop()
+        # Lines are joined with CRLF; `< path` stands for the file's bytes.
+        body = b"\r\n".join((base / l[2:].strip()).read_bytes() if l.startswith("< ") else l.encode()
+                             for l in lines)
+        out.append(HttpRequest(title, method, url, headers, body))
+    return out
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    missing = [m for m in NEEDED if find_model(m) is None]
+    if missing:
+        pytest.skip(f"needs_real_models: {', '.join(missing)} not found")
+    if find_binary("azurite") is None:
+        pytest.skip("needs_azurite: Azurite is not installed (run `bash scripts/bootstrap.sh`)")
+    ports = {"--blob-port": free_port(), "--ovms-port": free_port(), "--http-port": free_port()}
+    args = [a for kv in ports.items() for a in (kv[0], str(kv[1]))]
+    log = tmp_path_factory.mktemp("stack") / "stack.log"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(["bash", "scripts/stack.sh", "--no-bootstrap", *args], cwd=ROOT,
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    while "[stack] running" not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGTERM)
+            pytest.fail(f"stack did not come up:\n{log.read_text(errors='replace')[-4000:]}")
+        time.sleep(0.5)
+    yield proc, ports, args, log
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _send(req: HttpRequest):
+    r = urllib.request.Request(req.url, data=req.body or None, method=req.method, headers=req.headers)
+    try:
+        with urllib.request.urlopen(r, timeout=120) as resp:
+            return resp.status, resp.headers.get("Content-Type", ""), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read()
+
+
+def test_every_request_in_request_http_is_answered(stack):
+    proc, ports, _, log = stack
+    requests = parse_request_http((ROOT / "request.http").read_text(encoding="utf-8"), ROOT,
+                                  {"host": f"http://localhost:{ports['--http-port']}/api"})
+    assert len(requests) >= 12
+    functions = set()
+    for req in requests:
+        status, ctype, body = _send(req)
+        bad = "bad request" in req.title.lower() or "wrong method" in req.title.lower()
+        if bad:
+            assert 400 <= status < 500 and json.loads(body)["error"]["code"], (req.title, status, body[:300])
+            continue
+        assert status == 200, (req.title, status, body[:300])
+        functions.add(req.url.split("/api/")[1].split("?")[0])
+        if ctype.startswith("application/json"):
+            payload = json.loads(body)
+            assert payload["model"]["version"] == "1" and payload["timing_ms"]["total"] > 0
+        else:
+            assert ctype.startswith("image/") and len(body) > 1000, (req.title, ctype)
+    assert functions == {"HttpTriggerHumanPose", "HttpTriggerHandwritten", "HttpTriggerColorization",
+                         "HttpTriggerObjectDetection"}
+    # the detector's labels file was uploaded beside it and read from az://
+    status, _, body = _send(next(r for r in requests if "labelled boxes as JSON" in r.title))
+    assert {d["label"] for d in json.loads(body)["detections"]} == {"person"}
+
+
+def test_health_is_ready(stack):
+    _, ports, _, _ = stack
+    status, _, body = _send(HttpRequest("health", "GET", f"http://localhost:{ports['--http-port']}/api/health", {}, b""))
+    assert status == 200 and json.loads(body)["status"] == "ok"
+
+
+def test_second_start_finds_ports_in_use(stack):
+    _, ports, args, _ = stack
+    out = subprocess.run(["bash", "scripts/stack.sh", "--no-bootstrap", *args], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "in use" in out.stderr and str(ports["--http-port"]) in out.stderr
+
+
+def test_ctrl_c_stops_everything(stack):
+    proc, ports, _, log = stack
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) == 0
+    deadline = time.monotonic() + 20
+    while any(port_in_use("127.0.0.1", p) for p in ports.values()):
+        assert time.monotonic() < deadline, f"still listening: {ports}\n{log.read_text()[-2000:]}"
+        time.sleep(0.2)
