@@ -155,3 +155,45 @@ def test_each_function_answers_then_503s_then_recovers(served_env):
             break
         assert time.monotonic() < deadline, {n: (s, d[:200]) for n, (s, _, d) in back.items()}
         time.sleep(0.2)
+
+
+def _encode(img: np.ndarray, ext: str = ".png") -> bytes:
+    return cv2.imencode(ext, img)[1].tobytes()
+
+
+def _cmyk_jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("CMYK", (40, 30), (10, 200, 30, 0)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+EDGE_IMAGES = {
+    "1x1": _encode(np.full((1, 1, 3), 128, np.uint8)),
+    "1x4000": _encode(np.full((1, 4000, 3), 30, np.uint8)),
+    "4000x1": _encode(np.full((4000, 1, 3), 30, np.uint8)),
+    "3x16000-strip": _encode(np.random.default_rng(0).integers(0, 255, (3, 16000, 3), dtype=np.uint8)),
+    "grey16": cv2.imencode(".png", np.full((50, 70), 40000, np.uint16))[1].tobytes(),
+    "transparent": cv2.imencode(".png", np.zeros((20, 20, 4), np.uint8))[1].tobytes(),
+    "cmyk-jpeg": _cmyk_jpeg(),
+    "all-black": _encode(np.zeros((64, 64, 3), np.uint8), ".jpg"),
+    "all-white": _encode(np.full((64, 64, 3), 255, np.uint8), ".jpg"),
+}
+
+
+@pytest.mark.parametrize("kind", EDGE_IMAGES)
+def test_odd_but_valid_images_are_answered(served_env, kind):
+    """Degenerate sizes, extreme aspect ratios, 16-bit, transparency, CMYK: each endpoint answers
+    200 (or a deliberate 4xx), never a 5xx."""
+    for name in FUNCTIONS:
+        resp, data = _call(name, "POST", EDGE_IMAGES[kind], {"Content-Type": "application/octet-stream"})
+        assert resp.status_code == 200 or 400 <= resp.status_code < 500, (name, kind, data[:300])
+        if resp.status_code == 200:
+            payload = json.loads(data)
+            assert payload["image"]["width"] > 0 and payload["image"]["height"] > 0
+        resp, data = _call(name, "POST", EDGE_IMAGES[kind], {"Content-Type": "image/png"},
+                           {"render": "true"})
+        assert resp.status_code < 500, (name, kind, "render", data[:300])
