@@ -21,7 +21,6 @@ from scripts.tooling.azurite import free_port
 from shared import config, errors, serving
 from shared.serving.grpc_common import STATUS_TABLE, ManagedChannel, error_from_status
 from shared.serving.kserve import KServeAdapter
-from shared.serving.tfs import TfsAdapter
 
 
 class Behaviour:

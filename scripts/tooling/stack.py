@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from scripts.tooling import azurite as az

@@ -17,7 +17,6 @@ From Python::
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import logging
 import mimetypes

@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Dict, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple, Type
 
 import grpc
 
 from shared.errors import (ModelNotFound, ModelServerError, ModelTimeout, ModelUnavailable,
                            OvaasError)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from shared.serving.base import ModelStatus
 
 log = logging.getLogger(__name__)
 

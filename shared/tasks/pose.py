@@ -211,7 +211,6 @@ def score_limb(pafs: np.ndarray, channel: int, ax: np.ndarray, ay: np.ndarray,
     Returns the valid candidates as (a index, b index, score), in the reference's candidate
     order (b-major). float32 arithmetic in the reference's order, so sample points round alike.
     """
-    n, m = ax.size, bx.size
     a = np.stack((ax, ay), axis=-1)  # [n,2]
     b = np.stack((bx, by), axis=-1)  # [m,2]
     vec = b[:, None, :] - a[None, :, :]  # [m,n,2]
