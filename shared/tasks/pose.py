@@ -58,6 +58,7 @@ LIMBS: Tuple[Tuple[int, int], ...] = (
     (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17), (2, 16), (5, 17),
 )
 LIMB_PAF_CHANNELS: Tuple[int, ...] = (12, 20, 14, 16, 22, 24, 0, 2, 4, 6, 8, 10, 28, 30, 34, 32, 36, 18, 26)
+_CHANNELS = np.array(LIMB_PAF_CHANNELS, dtype=np.intp)
 
 PAF_OUTPUT = "Mconv7_stage2_L1"
 HEATMAP_OUTPUT = "Mconv7_stage2_L2"
@@ -204,33 +205,48 @@ def find_peaks(heatmaps: np.ndarray, threshold: float = DEFAULT_THRESHOLD,
     return Peaks(kind, fx, fy, score.astype(np.float32), starts)
 
 
-def score_limb(pafs: np.ndarray, channel: int, ax: np.ndarray, ay: np.ndarray,
-               bx: np.ndarray, by: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Score every (a, b) candidate of one limb along PAF channels ``channel``/``channel+1``.
+def limb_candidates(peaks: Peaks) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (limb, a, b) candidate pair of all limbs, limb by limb, each limb's pairs in the
+    reference's order (b-major: for each b, every a). a and b are peak ids."""
+    limbs, a_ids, b_ids = [], [], []
+    for li, (ka, kb) in enumerate(LIMBS):
+        sa, sb = peaks.of_type(ka), peaks.of_type(kb)
+        n, m = sa.stop - sa.start, sb.stop - sb.start
+        if n and m:
+            limbs.append(np.full(n * m, li, dtype=np.intp))
+            a_ids.append(np.tile(np.arange(sa.start, sa.stop, dtype=np.intp), m))
+            b_ids.append(np.repeat(np.arange(sb.start, sb.stop, dtype=np.intp), n))
+    if not limbs:
+        empty = np.empty(0, dtype=np.intp)
+        return empty, empty, empty
+    return np.concatenate(limbs), np.concatenate(a_ids), np.concatenate(b_ids)
 
-    Returns the valid candidates as (a index, b index, score), in the reference's candidate
-    order (b-major). float32 arithmetic in the reference's order, so sample points round alike.
+
+def score_candidates(pafs: np.ndarray, channels: np.ndarray, ax: np.ndarray, ay: np.ndarray,
+                     bx: np.ndarray, by: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Score candidate limbs (a -> b) along their PAF channels ``channels``/``channels+1``:
+    (valid mask, mean alignment), for all candidates of all limbs at once.
+
+    float32 arithmetic in the reference's order, so sample points round alike.
     """
-    a = np.stack((ax, ay), axis=-1)  # [n,2]
-    b = np.stack((bx, by), axis=-1)  # [m,2]
-    vec = b[:, None, :] - a[None, :, :]  # [m,n,2]
+    a = np.stack((ax, ay), axis=-1)  # [P,2]
+    vec = np.stack((bx, by), axis=-1) - a  # [P,2]
     steps = np.float32(1.0 / (POINTS_PER_LIMB - 1)) * vec
     t = np.arange(POINTS_PER_LIMB, dtype=np.float32)[:, None]  # [10,1]
-    pts = steps[:, :, None, :] * t + a[None, :, None, :]  # [m,n,10,2]
-    pts = pts.round().astype(np.int32)
+    pts = steps[:, None, :] * t + a[:, None, :]  # [P,10,2]
+    pts = pts.round().astype(np.intp)
     px, py = pts[..., 0], pts[..., 1]
-    field_x = pafs[channel][py, px]
-    field_y = pafs[channel + 1][py, px]
+    ch = channels[:, None]
+    field_x = pafs[ch, py, px]
+    field_y = pafs[ch + 1, py, px]
     norm = np.linalg.norm(vec, ord=2, axis=-1, keepdims=True)
     unit = vec / (norm + 1e-6)
-    align = field_x * unit[..., 0:1] + field_y * unit[..., 1:2]  # [m,n,10]
+    align = field_x * unit[:, 0:1] + field_y * unit[:, 1:2]  # [P,10]
     ok = align > MIN_PAF_ALIGNMENT
     ok_count = ok.sum(-1)
     mean = (align * ok).sum(-1) / (ok_count + 1e-6)
     success = ok_count / POINTS_PER_LIMB
-    valid = (mean > 0) & (success > MIN_SUCCESS_RATIO)
-    b_idx, a_idx = np.nonzero(valid)  # row-major over [m,n] = the reference's b*n + a order
-    return a_idx, b_idx, mean[b_idx, a_idx]
+    return (mean > 0) & (success > MIN_SUCCESS_RATIO), mean
 
 
 def greedy_matching(a_idx: np.ndarray, b_idx: np.ndarray, scores: np.ndarray
@@ -285,53 +301,52 @@ def decode(heatmaps: np.ndarray, pafs: np.ndarray, threshold: float = DEFAULT_TH
     owner = [-1] * total  # keypoint id -> pose row holding it
     kp_score = peaks.score.tolist()
 
-    for (ka, kb), channel in zip(LIMBS, LIMB_PAF_CHANNELS):
-        sa, sb = peaks.of_type(ka), peaks.of_type(kb)
-        if sa.start == sa.stop or sb.start == sb.stop:
-            continue
-        a_idx, b_idx, limb_scores = score_limb(pafs, channel, peaks.x[sa], peaks.y[sa],
-                                               peaks.x[sb], peaks.y[sb])
-        if limb_scores.size == 0:
-            continue
-        keep = greedy_matching(a_idx, b_idx, limb_scores)
-        conns = zip((a_idx[keep] + sa.start).tolist(), (b_idx[keep] + sb.start).tolist(),
-                    limb_scores[keep].tolist())
-        for a, b, s in conns:
-            pa, pb = owner[a], owner[b]
-            if pa < 0 and pb < 0:
-                row = [-1] * NUM_KEYPOINTS
-                row[ka], row[kb] = a, b
-                owner[a] = owner[b] = len(slots)
-                slots.append(row)
-                pose_score.append(kp_score[a] + kp_score[b] + s)
-                pose_count.append(2)
-                alive.append(True)
-            elif pa >= 0 and pb >= 0:
-                if pa == pb:
-                    pose_score[pa] += s
-                    continue
-                ra, rb = slots[pa], slots[pb]
-                if any(i >= 0 and j >= 0 for i, j in zip(ra, rb)):
-                    continue  # overlapping poses are not merged
-                for k, j in enumerate(rb):
-                    if j >= 0:
-                        ra[k] = j
-                        owner[j] = pa
-                pose_score[pa] += pose_score[pb] + s
-                pose_count[pa] += pose_count[pb]
-                alive[pb] = False
+    # All limbs' candidates scored, then matched, in one vectorised pass each; matching is per
+    # limb (endpoint keys carry the limb), so it equals running it limb by limb.
+    limb, a_all, b_all = limb_candidates(peaks)
+    valid, mean = score_candidates(pafs, _CHANNELS[limb], peaks.x[a_all], peaks.y[a_all],
+                                   peaks.x[b_all], peaks.y[b_all])
+    limb, a_all, b_all, mean = limb[valid], a_all[valid], b_all[valid], mean[valid]
+    keep = greedy_matching(limb * total + a_all, limb * total + b_all, mean)
+    keep = keep[np.argsort(limb[keep], kind="stable")]  # limb by limb, best first within a limb
+    conns = zip(limb[keep].tolist(), a_all[keep].tolist(), b_all[keep].tolist(), mean[keep].tolist())
+    for li, a, b, s in conns:
+        ka, kb = LIMBS[li]
+        pa, pb = owner[a], owner[b]
+        if pa < 0 and pb < 0:
+            row = [-1] * NUM_KEYPOINTS
+            row[ka], row[kb] = a, b
+            owner[a] = owner[b] = len(slots)
+            slots.append(row)
+            pose_score.append(kp_score[a] + kp_score[b] + s)
+            pose_count.append(2)
+            alive.append(True)
+        elif pa >= 0 and pb >= 0:
+            if pa == pb:
+                pose_score[pa] += s
+                continue
+            ra, rb = slots[pa], slots[pb]
+            if any(i >= 0 and j >= 0 for i, j in zip(ra, rb)):
+                continue  # overlapping poses are not merged
+            for k, j in enumerate(rb):
+                if j >= 0:
+                    ra[k] = j
+                    owner[j] = pa
+            pose_score[pa] += pose_score[pb] + s
+            pose_count[pa] += pose_count[pb]
+            alive[pb] = False
+        else:
+            p, new, kind = (pa, b, kb) if pa >= 0 else (pb, a, ka)
+            row = slots[p]
+            old = row[kind]
+            if old < 0:
+                pose_score[p] += kp_score[new]
             else:
-                p, new, kind = (pa, b, kb) if pa >= 0 else (pb, a, ka)
-                row = slots[p]
-                old = row[kind]
-                if old < 0:
-                    pose_score[p] += kp_score[new]
-                else:
-                    owner[old] = -1  # replaced, as the reference does
-                row[kind] = new
-                owner[new] = p
-                pose_score[p] += s
-                pose_count[p] += 1
+                owner[old] = -1  # replaced, as the reference does
+            row[kind] = new
+            owner[new] = p
+            pose_score[p] += s
+            pose_count[p] += 1
 
     rows = [i for i in range(len(slots)) if alive[i] and pose_count[i] >= MIN_PARTS]
     if not rows:
