@@ -158,11 +158,6 @@ class ColorizationTask(Task):
         )
 
     # -- side file
-    def load_resources(self) -> None:
-        """Read the bin coefficients now when they are configured (the Caffe variant needs them)."""
-        if resources.locate(COEFFICIENTS_SETTING, None):
-            self.coefficients()
-
     def coefficients(self) -> np.ndarray:
         """The bins' ab centres as a (2, K) float32 matrix, read once per location."""
         location = resources.locate(COEFFICIENTS_SETTING, None)

@@ -243,10 +243,6 @@ class DetectionTask(Task):
             log.info("loaded %d labels from %s", len(names), location)
         return names
 
-    def load_resources(self) -> None:
-        """Read the labels file now (it is otherwise read on the first request)."""
-        self.label_names()
-
     # -- pipeline
     def preprocess(self, image: np.ndarray, meta: ModelMetadata, options: DetectionOptions
                    ) -> Tuple[Dict[str, np.ndarray], Tuple[int, int, InputSpec]]:

@@ -154,9 +154,6 @@ class HandwritingTask(Task):
         location = resources.locate(CHARLIST_SETTING, DEFAULT_CHARLIST) or DEFAULT_CHARLIST
         return _parse_charlist(location, resources.read_text(location, CHARLIST_SETTING))
 
-    def load_resources(self) -> None:
-        self.charlist()
-
     # -- model contract
 
     def model_io(self, meta: ModelMetadata) -> _Model:
