@@ -48,7 +48,7 @@ def handle(req: func.HttpRequest, task_name: str,
     start = time.perf_counter()
     invocation_id = getattr(context, "invocation_id", None) or str(uuid.uuid4())
     function_name = getattr(context, "function_name", None) or task_name
-    from shared.tasks.base import Timings  # light: numpy is already imported by then
+    from shared.tasks.base import Timings  # imports numpy: on the first request only
 
     timings = Timings()
     model_label = ""
@@ -84,11 +84,11 @@ def _serve(req: func.HttpRequest, task_name: str, timings: Any) -> Tuple[func.Ht
     from shared import serving
     from shared.tasks import get_task
 
-    with timings.stage("decode"):
-        decoded = imaging.decode(image_bytes, limits)
     task = get_task(task_name)
     task_options = {k: v for k, v in raw_options.items() if k not in _HTTP_OPTIONS}
-    options = task.parse_options(task_options)
+    options = task.parse_options(task_options)  # a bad option is a 400 before any decoding
+    with timings.stage("decode"):
+        decoded = imaging.decode(image_bytes, limits)
     try:
         settings = config.model_settings(task.settings_prefix)
     except config.SettingsError as exc:
