@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -24,6 +22,7 @@ from shared import config, resources, serving
 from shared.tasks import colorization as col
 from shared.tasks.base import Timings
 from tests.fixtures.functions_host import start_functions_host
+from tests.httpclient import request
 from tests.modelgen import colorization_models as gen
 from tests.test_colorization import assert_close_colors, cie_l_of_gray, expected_colors
 
@@ -101,13 +100,7 @@ def decode(data: bytes) -> np.ndarray:
 
 def post(url: str, body: bytes, content_type: str = "image/png",
          headers: Optional[Dict[str, str]] = None, method: str = "POST") -> Tuple[int, str, bytes]:
-    req = urllib.request.Request(url, data=body if method == "POST" else None, method=method,
-                                 headers={"Content-Type": content_type, **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, r.headers.get("Content-Type", ""), r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers.get("Content-Type", ""), exc.read()
+    return request(url, body, method=method, content_type=content_type, headers=headers)[:3]
 
 
 # ---- the task through the model server (in-process adapter, gRPC) -----------------------------
@@ -184,8 +177,9 @@ def test_http_pytorch_json_answer_has_the_exact_colours(pytorch_host):
 
 def test_http_pytorch_raw_picture_keeps_size_and_orientation(pytorch_host):
     # A JPEG that says "rotate 90° clockwise" (EXIF 6): the answer is the upright picture's size.
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     stored = gray_picture(90, 160)
     buf = io.BytesIO()

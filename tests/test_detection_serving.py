@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -30,6 +28,7 @@ from shared.tasks.detection import DetectionTask
 from tests import modelgen
 from tests.fixtures.functions_host import start_functions_host
 from tests.fixtures.ovms import EXACT_PLUGIN
+from tests.httpclient import request
 
 IMAGES = PROJECT_ROOT.parent / "shared" / "images"
 PHOTOS = ("people1.jpeg", "people2.jpeg", "people3.jpeg", "people4.jpeg", "baseball.jpg")
@@ -121,13 +120,7 @@ def _jpeg(img: np.ndarray) -> bytes:
 
 def _post(url: str, body: bytes, ctype: str = "image/jpeg", method: str = "POST",
           headers: Optional[Dict[str, str]] = None) -> Tuple[int, str, bytes]:
-    req = urllib.request.Request(url, data=body if method != "GET" else None, method=method,
-                                 headers={"Content-Type": ctype, **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, resp.headers.get("Content-Type", ""), resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.headers.get("Content-Type", ""), err.read()
+    return request(url, body, method=method, content_type=ctype, headers=headers)[:3]
 
 
 # ---- generated models in-process through the gRPC adapter ---------------------------------------

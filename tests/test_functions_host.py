@@ -10,8 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -20,6 +18,7 @@ import pytest
 from emulators.functions_host.discovery import apply_settings, compile_route
 from scripts.tooling.modelsearch import PROJECT_ROOT
 from tests.fixtures.functions_host import start_functions_host
+from tests.httpclient import request
 
 HTTP_OUT = {"type": "http", "direction": "out", "name": "$return"}
 
@@ -177,12 +176,8 @@ def host2(tmp_path_factory):
 
 def call(url: str, method: str = "GET", body: Optional[bytes] = None,
          headers: Optional[Dict[str, str]] = None) -> Tuple[int, Any, bytes]:
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=20) as resp:
-            return resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers, exc.read()
+    r = request(url, body, method=method, headers=headers, timeout=20)
+    return r.status, r.headers, r.body
 
 
 # --- startup --------------------------------------------------------------------------------

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -29,6 +27,7 @@ from shared.tasks.base import Timings
 from shared.tasks.handwriting import HandwritingTask
 from tests import modelgen
 from tests.fixtures.functions_host import start_functions_host
+from tests.httpclient import request
 from tests.modelgen.handwriting_probe import handwriting_probe_model
 
 IMAGES = PROJECT_ROOT.parent / "shared" / "images"
@@ -155,13 +154,7 @@ def hosts(server, tmp_path_factory):
 def _post(host, body: bytes, query: str = "", ctype: str = "image/png",
           headers: Optional[Dict[str, str]] = None, method: str = "POST") -> Tuple[int, str, bytes]:
     url = host.url("/api/HttpTriggerHandwritten") + (f"?{query}" if query else "")
-    req = urllib.request.Request(url, data=body if method != "GET" else None, method=method,
-                                 headers={"Content-Type": ctype, **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            return resp.status, resp.headers.get("Content-Type", ""), resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.headers.get("Content-Type", ""), err.read()
+    return request(url, body, method=method, content_type=ctype, headers=headers, timeout=120)[:3]
 
 
 def _png(img: np.ndarray) -> bytes:

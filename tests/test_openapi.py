@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import struct
-import urllib.error
-import urllib.request
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -28,6 +26,7 @@ from emulators.ovms.launcher import free_port, start_server, write_config
 from tests import modelgen
 from tests.fixtures.functions_host import start_functions_host
 from tests.fixtures.ovms import EXACT_PLUGIN
+from tests.httpclient import request as http_request
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_PATH = ROOT / "openapi.yaml"
@@ -150,15 +149,8 @@ def four_model_env(port: int, charlist: Path, **extra: str) -> Dict[str, str]:
 def request(url: str, body: Optional[bytes] = None, ctype: Optional[str] = None, method: str = "POST",
             headers: Optional[Dict[str, str]] = None, timeout: float = 60) -> Tuple[int, str, bytes, Dict]:
     """(status, content type, body, headers)."""
-    hdrs = dict(headers or {})
-    if ctype:
-        hdrs["Content-Type"] = ctype
-    req = urllib.request.Request(url, data=body, method=method, headers=hdrs)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.headers.get("Content-Type", ""), r.read(), dict(r.headers)
-    except urllib.error.HTTPError as err:
-        return err.code, err.headers.get("Content-Type", ""), err.read(), dict(err.headers)
+    r = http_request(url, body, method=method, content_type=ctype, headers=headers, timeout=timeout)
+    return r.status, r.content_type, r.body, dict(r.headers)
 
 
 def make_image(h: int = 120, w: int = 160, fmt: str = ".jpg") -> bytes:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -27,6 +25,7 @@ from shared.tasks.base import Timings
 from shared.tasks.pose import KEYPOINT_NAMES, PoseOptions, PoseTask
 from tests import modelgen
 from tests.fixtures.functions_host import start_functions_host
+from tests.httpclient import request
 from tests.modelgen.pose_reference import reference_decode
 from tests.modelgen.pose_synth import draw, person
 
@@ -76,13 +75,7 @@ def settings_env(port: int, model: str) -> Dict[str, str]:
 
 def post(url: str, body: bytes, content_type: str = "image/jpeg",
          headers: Optional[Dict[str, str]] = None) -> Tuple[int, str, bytes]:
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": content_type, **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, r.headers.get("Content-Type", ""), r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers.get("Content-Type", ""), exc.read()
+    return request(url, body, content_type=content_type, headers=headers)[:3]
 
 
 def endpoint(host, query: str = "") -> str:

@@ -9,8 +9,6 @@ import re
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Dict, List, NamedTuple
 
@@ -18,6 +16,7 @@ import pytest
 
 from scripts.tooling.azurite import find_binary, free_port, port_in_use
 from scripts.tooling.modelsearch import find_model
+from tests.httpclient import request
 
 ROOT = Path(__file__).resolve().parent.parent
 NEEDED = ["human-pose-estimation-0001", "handwritten-japanese-recognition-0001", "colorization-v2",
@@ -88,12 +87,7 @@ def stack(tmp_path_factory):
 
 
 def _send(req: HttpRequest):
-    r = urllib.request.Request(req.url, data=req.body or None, method=req.method, headers=req.headers)
-    try:
-        with urllib.request.urlopen(r, timeout=120) as resp:
-            return resp.status, resp.headers.get("Content-Type", ""), resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers.get("Content-Type", ""), exc.read()
+    return request(req.url, req.body or None, method=req.method, headers=req.headers, timeout=120)[:3]
 
 
 def test_every_request_in_request_http_is_answered(stack):
