@@ -226,6 +226,18 @@ def test_malformed_requests_are_4xx_json(stack):
 
 # ---- 2. load -------------------------------------------------------------------------------------
 
+def _first_200_within(port: int, seconds: float) -> int:
+    """Send requests until one is answered 200 or ``seconds`` pass; the last status."""
+    deadline = time.monotonic() + seconds
+    while True:
+        c = Client(port)
+        status = c.send(IMAGE, "image/jpeg")[0]
+        c.close()
+        if status == 200 or time.monotonic() > deadline:
+            return status
+        time.sleep(0.1)
+
+
 def _load(port: int, total: int, clients: int, image: bytes = IMAGE) -> Tuple[Dict[int, int], float]:
     """``total`` POSTs spread over ``clients`` kept-alive connections; (status counts, seconds)."""
     counts: Dict[int, int] = {}
@@ -298,15 +310,7 @@ def test_stalled_model_server_gives_504_at_the_deadline_then_recovers(stack):
         body_validator(PATH, "post", 504).validate(answer)
         assert answer["error"]["code"] == "model_timeout"
         assert DEADLINE_S * 0.9 <= elapsed <= DEADLINE_S + 1.0, f"504 after {elapsed:.2f} s (deadline {DEADLINE_S} s)"
-    deadline = time.monotonic() + 10
-    while True:  # recovery after SIGCONT: the next requests succeed again
-        c = Client(stack["host"].port)
-        status = c.send(IMAGE, "image/jpeg")[0]
-        c.close()
-        if status == 200 or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert status == 200
+    assert _first_200_within(stack["host"].port, 10) == 200  # recovery after SIGCONT
     counts, _ = _load(stack["host"].port, 20, 4)
     assert counts == {200: 20}
 
@@ -356,14 +360,7 @@ def test_killed_model_server_gives_fast_503s_then_recovers_after_restart(stack):
         body_validator(PATH, "post", 503).validate(answer)
 
     server.restart(timeout=60)  # same arguments, same port; the app is not restarted
-    deadline = time.monotonic() + 10
-    while True:
-        c = Client(stack["host"].port)
-        status = c.send(IMAGE, "image/jpeg")[0]
-        c.close()
-        if status == 200 or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    status = _first_200_within(stack["host"].port, 10)
     assert status == 200, "no recovery within 10 s of the model server being ready again"
     counts, _ = _load(stack["host"].port, 40, 8)
     assert counts == {200: 40}
