@@ -201,6 +201,17 @@ def nchw_hw(shape: Tuple[int, ...]) -> Tuple[int, int]:
     return int(shape[2]), int(shape[3])
 
 
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """BGR (or already grey) uint8 -> HxW uint8 grey; ValueError for any other shape."""
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    raise ValueError(f"expected a BGR or grey uint8 picture, got shape {image.shape}")
+
+
 # ---- encoding ---------------------------------------------------------------------------------
 
 MIME_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}

@@ -255,15 +255,7 @@ def _pick_output(meta: ModelMetadata) -> Tuple[TensorInfo, str]:
 
 def lightness_of(image: np.ndarray) -> np.ndarray:
     """HxW float32 L (0..100) of the picture's grey version, as the demo computes it."""
-    if image.ndim == 3 and image.shape[2] == 3:
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    elif image.ndim == 3 and image.shape[2] == 1:
-        gray = image[:, :, 0]
-    elif image.ndim == 2:
-        gray = image
-    else:
-        raise ValueError(f"expected a BGR or grey uint8 picture, got shape {image.shape}")
-    return cv2.LUT(np.ascontiguousarray(gray, dtype=np.uint8), _L_OF_GRAY)
+    return cv2.LUT(np.ascontiguousarray(imaging.to_gray(image), dtype=np.uint8), _L_OF_GRAY)
 
 
 def _check_4d(raw: np.ndarray, name: str, channels: int) -> np.ndarray:

@@ -26,6 +26,8 @@ from typing import List, Tuple
 import cv2
 import numpy as np
 
+from shared.imaging import to_gray
+
 log = logging.getLogger(__name__)
 
 WORK_SIDE = 1024  # longest side of the reduced copy used for analysis
@@ -57,15 +59,6 @@ class Layout:
 
 
 # ---- polarity and grayscale -------------------------------------------------------------------
-
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """BGR (or already grey) uint8 -> HxW uint8 grey."""
-    if image.ndim == 2:
-        return image
-    if image.shape[2] == 1:
-        return image[:, :, 0]
-    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-
 
 def is_light_on_dark(gray: np.ndarray) -> bool:
     """True when the background is dark (chalkboard, inverted scan): the median of the border
