@@ -10,7 +10,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,15 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from scripts.tooling.azurite import free_port  # noqa: E402  (after the sys.path line)
+
 PYTHON = sys.executable
 IMAGES = ROOT.parent / "shared" / "images"
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _child_env(extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:

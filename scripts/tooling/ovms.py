@@ -23,7 +23,6 @@ import logging
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -233,15 +232,9 @@ def plan_all(ip: str, port: int = 9000, ovms_version: Optional[str] = None, devi
     return [Launch("all", port, docker, local, env, docker_env)], notes
 
 
-def _port_answers(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
-
-
 def start_local(launch: Launch, timeout: float = 60.0) -> subprocess.Popen:
     """Start the stand-in in the background (log and pid in .run/), wait until its port answers."""
-    if _port_answers(launch.port):
+    if az.port_in_use("127.0.0.1", launch.port):
         raise LaunchError(f"port {launch.port} is already in use")
     RUN_DIR.mkdir(exist_ok=True)
     log_path = RUN_DIR / f"ovms-{launch.name}.log"
@@ -257,7 +250,7 @@ def start_local(launch: Launch, timeout: float = 60.0) -> subprocess.Popen:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise LaunchError(f"the local model server exited with {proc.returncode}; see {log_path}")
-        if _port_answers(launch.port):
+        if az.port_in_use("127.0.0.1", launch.port):
             return proc
         time.sleep(0.2)
     raise LaunchError(f"the local model server did not listen on {launch.port} within "
