@@ -84,7 +84,7 @@ def _read_uncached(location: str, setting: str, timeout_s: float) -> bytes:
 
             service = BlobServiceClient.from_connection_string(
                 conn, connection_timeout=timeout_s, read_timeout=timeout_s, retry_total=0)
-            _probe(service.url, min(timeout_s, 2.0))
+            probe_endpoint(service.url, min(timeout_s, 2.0))
             data = service.get_blob_client(container, blob).download_blob(timeout=int(timeout_s)).readall()
         except Exception as exc:  # azure raises many types; none of them must reach the client
             log.warning("reading side file %s%s failed: %s", location, where, type(exc).__name__)
@@ -103,7 +103,7 @@ def _read_uncached(location: str, setting: str, timeout_s: float) -> bytes:
     return data
 
 
-def _probe(url: str, timeout_s: float) -> None:
+def probe_endpoint(url: str, timeout_s: float) -> None:
     """Fail at once (OSError) when the storage endpoint does not accept connections; the SDK's
     own retries would otherwise hold a request for many seconds."""
     parts = urlsplit(url)

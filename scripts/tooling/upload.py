@@ -22,12 +22,12 @@ import logging
 import mimetypes
 import os
 import re
-import socket
 import sys
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple
+
+from shared.resources import probe_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -137,29 +137,6 @@ def _client(connection_string: str, timeout: float):
         raise UploadError(f"invalid storage connection string: {exc}") from exc
 
 
-def _endpoint(connection_string: str) -> str:
-    m = re.search(r"BlobEndpoint=([^;]+)", connection_string)
-    if m:
-        return m.group(1)
-    m = re.search(r"AccountName=([^;]+)", connection_string)
-    return f"https://{m.group(1)}.blob.core.windows.net" if m else "(unknown endpoint)"
-
-
-def _probe(endpoint: str, timeout: float) -> None:
-    """Fail fast (instead of azure-core's retry loop) when nothing listens at the endpoint."""
-    u = urllib.parse.urlsplit(endpoint)
-    if not u.hostname:
-        return
-    port = u.port or (443 if u.scheme == "https" else 80)
-    try:
-        with socket.create_connection((u.hostname, port), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise StorageUnreachable(
-            f"cannot reach Blob storage at {endpoint}: {exc}. Is Azurite running "
-            "(scripts/LaunchAzurite.sh) or the connection string right?") from exc
-
-
 def upload_files(connection_string: str, plan: Iterable[Tuple[Path, str]],
                  container: str = DEFAULT_CONTAINER, timeout: float = 5.0,
                  progress: bool = False) -> UploadReport:
@@ -176,9 +153,14 @@ def upload_files(connection_string: str, plan: Iterable[Tuple[Path, str]],
         for part in name.split("/"):
             safe_part(part, "path segment")
     report = UploadReport(container)
-    endpoint = _endpoint(connection_string)
-    _probe(endpoint, timeout)
     service = _client(connection_string, timeout)
+    endpoint = service.url
+    try:  # fail fast instead of azure-core's retry loop when nothing listens there
+        probe_endpoint(endpoint, timeout)
+    except OSError as exc:
+        raise StorageUnreachable(
+            f"cannot reach Blob storage at {endpoint}: {exc}. Is Azurite running "
+            "(scripts/LaunchAzurite.sh) or the connection string right?") from exc
     try:
         cc = service.get_container_client(container)
         try:
