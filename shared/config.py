@@ -25,11 +25,19 @@ API_TFS = "tfs"
 _APIS = (API_KSERVE, API_TFS)
 
 # Well-known Azurite account (public, documented by Microsoft): what UseDevelopmentStorage=true means.
-DEVELOPMENT_STORAGE_CONNECTION_STRING = (
-    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
-)
+DEVELOPMENT_ACCOUNT = "devstoreaccount1"
+DEVELOPMENT_ACCOUNT_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
+                           "K1SZFPTOtr/KBHBeksoGMGw==")
+
+
+def development_connection_string(host: str = "127.0.0.1", blob_port: int = 10000) -> str:
+    """The connection string of the Azurite development account at ``host:blob_port``."""
+    return (f"DefaultEndpointsProtocol=http;AccountName={DEVELOPMENT_ACCOUNT};"
+            f"AccountKey={DEVELOPMENT_ACCOUNT_KEY};"
+            f"BlobEndpoint=http://{host}:{blob_port}/{DEVELOPMENT_ACCOUNT};")
+
+
+DEVELOPMENT_STORAGE_CONNECTION_STRING = development_connection_string()
 
 
 class SettingsError(ValueError):

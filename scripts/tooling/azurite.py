@@ -12,17 +12,13 @@ from pathlib import Path
 from typing import List, Optional
 
 from scripts.tooling.modelsearch import PROJECT_ROOT
+from shared.config import (DEVELOPMENT_ACCOUNT, DEVELOPMENT_ACCOUNT_KEY,
+                           development_connection_string)
 
-ACCOUNT = "devstoreaccount1"
-# Azurite's well-known development key (public; documented by Microsoft).
-ACCOUNT_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
-               "K1SZFPTOtr/KBHBeksoGMGw==")
-
-
-def connection_string(host: str = "127.0.0.1", blob_port: int = 10000) -> str:
-    """The connection string of an Azurite blob endpoint."""
-    return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint=http://{host}:{blob_port}/{ACCOUNT};")
+# Azurite's well-known development account (public; documented by Microsoft).
+ACCOUNT = DEVELOPMENT_ACCOUNT
+ACCOUNT_KEY = DEVELOPMENT_ACCOUNT_KEY
+connection_string = development_connection_string
 
 
 def find_binary(name: str = "azurite") -> Optional[Path]:
