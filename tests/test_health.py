@@ -10,13 +10,13 @@ from pathlib import Path
 import azure.functions as func
 import pytest
 
+import HttpTriggerHealth
 from emulators.ovms.launcher import free_port, start_server
 from shared import health, serving
 from tests.fixtures.functions_host import start_functions_host
 from tests.test_openapi import (SERVED, body_validator, four_model_env, generated_repo, request,
                                 server_config, write_charlist)
 
-HttpTriggerHealth = pytest.importorskip("HttpTriggerHealth")
 NAMES = ("HttpTriggerHumanPose", "HttpTriggerHandwritten", "HttpTriggerColorization", "HttpTriggerObjectDetection")
 
 
