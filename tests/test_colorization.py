@@ -312,7 +312,13 @@ def test_caffe_without_coefficient_setting_is_503(monkeypatch):
 
 def test_pytorch_does_not_need_coefficients(monkeypatch):
     monkeypatch.delenv(col.COEFFICIENTS_SETTING, raising=False)
-    run(col.ColorizationTask(), gray_ramp(8, 8), FakeAdapter(pytorch_meta(), {"color_ab": constant_ab(1, 1)}))
+    calls = []
+    monkeypatch.setattr(resources, "read_bytes", lambda *a, **k: calls.append(a))
+    image = gray_ramp(8, 8)
+    result, _ = run(col.ColorizationTask(), image, FakeAdapter(pytorch_meta(), {"color_ab": constant_ab(10, -20)}))
+    assert calls == []  # no side file was looked for
+    assert result.variant == "pytorch"
+    assert_close_colors(result.colorized, expected_colors(image[:, :, 0], (10.0, -20.0)))
 
 
 @pytest.mark.parametrize("content", [b"not numpy", "shape"])

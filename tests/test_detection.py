@@ -238,12 +238,17 @@ def test_ssd_bad_outputs(task, outputs):
         _post(task, outputs, SSD_META, (10, 10))
 
 
-def test_outputs_are_not_modified(task):
-    out = _ssd([[0, 0, 0.9, -0.5, 0.1, 1.5, 0.2]])
-    out.setflags(write=False)  # adapters may hand out read-only buffers
-    before = out.copy()
-    _post(task, {"detection_out": out}, SSD_META, (10, 10))
-    np.testing.assert_array_equal(out, before)
+def test_read_only_outputs_are_decoded_and_clipped(task):
+    """Adapters hand out read-only buffers (np.frombuffer): boxes are clipped on a copy."""
+    out = _ssd([[0, 0, 0.9, -0.5, 0.1, 1.5, 0.2], [0, 1, 0.8, 0.2, 0.3, 0.4, 0.6]])
+    out.setflags(write=False)
+    res = _post(task, {"detection_out": out}, SSD_META, (10, 20))  # 20 wide, 10 high
+    assert [d.to_dict() for d in res.detections] == [
+        {"label": "0", "label_id": 0, "confidence": pytest.approx(0.9), "points": [0.0, 1.0, 20.0, 2.0],
+         "type": "rectangle"},
+        {"label": "1", "label_id": 1, "confidence": pytest.approx(0.8), "points": [4.0, 3.0, 8.0, 6.0],
+         "type": "rectangle"},
+    ]
 
 
 # ---- post-processing: boxes + labels --------------------------------------------------------------
