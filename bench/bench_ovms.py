@@ -5,8 +5,9 @@
 Prints, side by side, the median latency (1 client, sequential) and the throughput with 4
 concurrent clients for: in-process OpenVINO, tritonclient (KServe v2 gRPC) and ovmsclient
 (TFS gRPC), with the ratios to in-process. Both sides compile with the same config: the
-emulator's default (no plugin_config: OpenVINO's CPU defaults, i.e. PERFORMANCE_HINT=LATENCY) or
-``--hint THROUGHPUT|LATENCY``; nireq = OPTIMAL_NUMBER_OF_INFER_REQUESTS on both sides.
+emulator's default (no plugin_config: OpenVINO's CPU defaults, i.e. PERFORMANCE_HINT=LATENCY and
+bf16 on CPUs with AMX) or ``--hint THROUGHPUT|LATENCY`` / ``--precision f32|bf16|f16``; it prints
+the CPU model and the inference precision in force; nireq = OPTIMAL_NUMBER_OF_INFER_REQUESTS on both sides.
 The machine may be shared, so measurements are interleaved: latency calls alternate between the
 paths one call at a time, throughput runs in ``--rounds`` alternating windows of ``--seconds``;
 medians are reported. Goals: latency ratio <= 1.15, throughput ratio >= 0.85.
@@ -26,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import precision_line  # noqa: E402
 from emulators.ovms.launcher import start_server  # noqa: E402
 from scripts.tooling.modelsearch import find_model, model_xml  # noqa: E402
 
@@ -76,8 +78,12 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--hint", choices=["LATENCY", "THROUGHPUT"], default=None,
                     help="PERFORMANCE_HINT for both sides (default: none = OpenVINO defaults, as the emulator)")
+    ap.add_argument("--precision", choices=["default", "f32", "bf16", "f16"], default="default",
+                    help="INFERENCE_PRECISION_HINT for both sides (default: OpenVINO's, bf16 on AMX CPUs)")
     args = ap.parse_args()
     plugin = {"PERFORMANCE_HINT": args.hint} if args.hint else {}
+    if args.precision != "default":
+        plugin["INFERENCE_PRECISION_HINT"] = args.precision
 
     import openvino as ov
     import ovmsclient
@@ -93,6 +99,7 @@ def main() -> int:
     in_name, shape = inp.get_any_name(), [d.get_length() for d in inp.get_partial_shape()]
     x = (np.random.default_rng(0).random(shape, dtype=np.float32) * 255).astype(np.float32)
     nireq = compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+    print(precision_line(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()))
     print(f"model {args.model} input {in_name} {shape}; CPU plugin_config {plugin or '{}'} -> "
           f"{compiled.get_property('PERFORMANCE_HINT')}, streams {compiled.get_property('NUM_STREAMS')}, "
           f"nireq {nireq}; latency: {args.iters} interleaved calls per path; throughput: {args.rounds} "

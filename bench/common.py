@@ -67,9 +67,11 @@ def _spawn(args: Sequence[str], port: int, env: Mapping[str, str], name: str) ->
 
 
 def start_model_server(models: Mapping[str, Path], port: Optional[int] = None, nireq: Optional[int] = None,
-                       timeout: float = 180.0) -> Process:
+                       timeout: float = 180.0,
+                       plugin_configs: Optional[Mapping[str, Mapping[str, str]]] = None) -> Process:
     """Start ``python -m emulators.ovms`` serving ``{served name: base path}`` and wait until
-    every model is ready (KServe ModelReady)."""
+    every model is ready (KServe ModelReady). Models without a ``plugin_configs`` entry get
+    OpenVINO's defaults, as OVMS does (bf16 on CPUs with AMX)."""
     import tritonclient.grpc as grpcclient
 
     port = port or free_port()
@@ -78,6 +80,8 @@ def start_model_server(models: Mapping[str, Path], port: Optional[int] = None, n
         cfg = {"name": name, "base_path": str(base)}
         if nireq:
             cfg["nireq"] = nireq
+        if plugin_configs and name in plugin_configs:
+            cfg["plugin_config"] = dict(plugin_configs[name])
         entries.append({"config": cfg})
     config = Path(tempfile.mkstemp(prefix="bench-ovms-", suffix=".json")[1])
     config.write_text(json.dumps({"model_config_list": entries}))
@@ -213,13 +217,43 @@ def inprocess_model(xml: Path, hint: str = "LATENCY"):
     return core.compile_model(core.read_model(str(xml)), "CPU", {"PERFORMANCE_HINT": hint})
 
 
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo)."""
+    try:
+        return next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "")
+    except OSError:
+        return platform.processor()
+
+
+def cpu_bf16_flags() -> List[str]:
+    """Which of amx_bf16 / avx512_bf16 the CPU has (AMX makes OpenVINO default to bf16)."""
+    try:
+        flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+
+
+def default_precision(device: str = "CPU") -> str:
+    """The inference precision OpenVINO uses on ``device`` when nothing pins it."""
+    import openvino as ov
+
+    return ov.Core().get_property(device, "INFERENCE_PRECISION_HINT").get_type_name()
+
+
+def precision_line(in_force: Optional[str] = None) -> str:
+    """One line: CPU model, its bf16 flags and the inference precision in force in this run."""
+    flags = ", ".join(cpu_bf16_flags()) or "no bf16 flags"
+    default = default_precision()
+    force = in_force or default
+    note = "OpenVINO's default" if force == default else f"pinned; OpenVINO's default here is {default}"
+    return f"CPU {cpu_model()} ({flags}); inference precision {force} ({note})"
+
+
 def machine() -> str:
     """One line describing this machine."""
-    try:
-        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "")
-    except OSError:
-        cpu = platform.processor()
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu_model()}), "
+            f"Python {platform.python_version()}")
 
 
 def print_table(title: str, rows: Sequence[Sequence[object]], header: Sequence[str]) -> None:

@@ -219,6 +219,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     located = {ep.label: locate(ep) for ep in endpoints}
     started = time.monotonic()
     print(common.machine(), flush=True)
+    print(common.precision_line(), flush=True)
     server = common.start_model_server({ep.served: located[ep.label][0] for ep in endpoints})
     host = None
     try:
@@ -247,6 +248,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     mode = "quick" if args.quick else "full"
     header_lines = [
         f"Machine: {common.machine()}",
+        f"Precision: {common.precision_line()} on both sides (the model server and the in-process "
+        "baseline use OpenVINO's defaults).",
         f"Run: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, `bench/run_all.py{' --quick' if args.quick else ''}` "
         f"({mode}: {iters} latency samples interleaved, {seconds:g} s per throughput point, "
         f"{runs} cold-start interpreters; {time.monotonic() - started:.0f} s).",

@@ -24,12 +24,12 @@ from shared.tasks.base import Timings
 from tests.fixtures.functions_host import start_functions_host
 from tests.httpclient import request
 from tests.modelgen import colorization_models as gen
+from tests.precision import F32, compile_f32
 from tests.test_colorization import assert_close_colors, cie_l_of_gray, expected_colors
 
 pytestmark = pytest.mark.slow
 
 #: f32 inference everywhere (CPUs whose default is bf16 would blur the exact answers)
-EXACT = {"INFERENCE_PRECISION_HINT": "f32"}
 A0, B0, A_SLOPE = 12.0, 35.0, 0.4  # generated PyTorch variant: a = 0.4 (L - 50) + 12, b = 35
 K_LEFT, K_MIX = (57, 250), (0.3, 0.7)  # generated Caffe variant: left half bin 57, right a mix
 
@@ -58,14 +58,14 @@ def model_server(tmp_path_factory):
     models = [
         {"name": "color-pytorch", "base_path": str(gen.write(gen.pytorch_variant(A0, B0, A_SLOPE), root,
                                                              "color-pytorch")),
-         "plugin_config": EXACT},
+         "plugin_config": F32},
         {"name": "color-caffe", "base_path": str(gen.write(gen.caffe_variant(caffe_probabilities()), root,
                                                            "color-caffe")),
-         "plugin_config": EXACT},
+         "plugin_config": F32},
     ]
     synthetic = find_model("colorization-v2")
     if synthetic is not None:
-        models.append({"name": "colorization", "base_path": str(synthetic), "plugin_config": EXACT})
+        models.append({"name": "colorization", "base_path": str(synthetic), "plugin_config": F32})
     cfg = write_config(root / "config.json", models)
     server = start_server(["--config_path", str(cfg)], timeout=120)
     try:
@@ -243,8 +243,6 @@ def test_http_get_is_405_json(pytorch_host):
 def test_http_synthetic_caffe_model_end_to_end(caffe_host, coefficients_path):
     """The real colorization-v2 topology (placeholder weights), checked against OpenVINO run
     in-process on the same L and the independent colour maths."""
-    import openvino as ov
-
     image = gray_picture(56, 56, seed=2)  # the output's size: ab is not resized
     status, ctype, raw = post(caffe_host.url(ENDPOINT) + "?render=true&format=png", png(image))
     assert status == 200 and ctype.startswith("image/png"), raw[:500]
@@ -253,7 +251,7 @@ def test_http_synthetic_caffe_model_end_to_end(caffe_host, coefficients_path):
 
     lightness = cie_l_of_gray(image[:, :, 0]).astype(np.float32)
     model_in = cv2.resize(lightness, (224, 224), interpolation=cv2.INTER_LINEAR)[None, None]
-    compiled = ov.Core().compile_model(str(model_xml("colorization-v2")), "CPU", EXACT)
+    compiled = compile_f32(model_xml("colorization-v2"))
     probs = compiled(model_in)[compiled.output("class8_313_rh")][0]  # [313,56,56]
     ab = np.einsum("khw,kc->hwc", probs.astype(np.float64), np.load(coefficients_path))
     assert_close_colors(got, expected_colors(image[:, :, 0], ab))

@@ -29,12 +29,12 @@ from tests import modelgen
 from tests.fixtures.functions_host import start_functions_host
 from tests.httpclient import request
 from tests.modelgen.handwriting_probe import handwriting_probe_model
+from tests.precision import F32
 
 IMAGES = PROJECT_ROOT.parent / "shared" / "images"
 SINGLE = IMAGES / "handwritten_japanese_test.png"
 MULTI = IMAGES / "japanese_handwriting_multiline.jpeg"
 REAL = "handwritten-japanese-recognition-0001"
-F32 = {"INFERENCE_PRECISION_HINT": "f32"}
 
 
 def _charlist_path() -> Path:

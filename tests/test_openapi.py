@@ -25,7 +25,7 @@ import yaml
 from emulators.ovms.launcher import free_port, start_server, write_config
 from tests import modelgen
 from tests.fixtures.functions_host import start_functions_host
-from tests.fixtures.ovms import EXACT_PLUGIN
+from tests.precision import F32
 from tests.httpclient import request as http_request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,7 +124,7 @@ def base_path(version_xml: Path) -> Path:
 
 
 def server_config(root: Path, models: Dict[str, Path], only: Optional[Tuple[str, ...]] = None) -> Path:
-    entries = [{"name": n, "base_path": str(base_path(p)), "plugin_config": EXACT_PLUGIN}
+    entries = [{"name": n, "base_path": str(base_path(p)), "plugin_config": F32}
                for n, p in models.items() if only is None or n in only]
     return write_config(root / f"config-{len(entries)}-{abs(hash(only)) % 1000}.json", entries)
 

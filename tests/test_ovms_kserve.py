@@ -9,7 +9,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from tests import modelgen
-from tests.fixtures.ovms import EXACT_PLUGIN
+from tests.precision import F32
 
 HEAT = np.random.default_rng(1).standard_normal((1, 19, 32, 57)).astype(np.float32)
 PAFS = np.random.default_rng(2).standard_normal((1, 38, 32, 57)).astype(np.float32)
@@ -26,7 +26,7 @@ def server(model_repo, tmp_path_factory):
         modelgen.write_version(aff, v, modelgen.affine_model, scale=float(v), shape=(1, 4))
     ints = model_repo.add("kfs-int", modelgen.affine_model, scale=3, bias=1, shape=(2, 3), dtype=np.int64)
     cfg = write_config(tmp_path_factory.mktemp("kfs") / "config.json", [
-        {"name": "pose", "base_path": str(pose), "plugin_config": EXACT_PLUGIN},
+        {"name": "pose", "base_path": str(pose), "plugin_config": F32},
         {"name": "affine", "base_path": str(aff), "model_version_policy": {"latest": {"num_versions": 2}}},
         {"name": "ints", "base_path": str(ints)},
     ])

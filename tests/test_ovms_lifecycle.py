@@ -22,7 +22,7 @@ from tritonclient.utils import InferenceServerException
 from emulators.ovms.launcher import PROJECT_ROOT, ServerStartError, free_port
 from emulators.ovms.models import LoadError, resolve_device
 from tests import modelgen
-from tests.fixtures.ovms import EXACT_PLUGIN
+from tests.precision import F32
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +225,7 @@ def test_concurrent_mixed_clients(model_server, model_repo):
     heat = np.random.default_rng(3).random((1, 19, 32, 57), dtype=np.float32)
     pafs = np.random.default_rng(4).random((1, 38, 32, 57), dtype=np.float32)
     pose = model_repo.add("life-pose", modelgen.pose_model, heat, pafs)
-    srv = model_server(config=[{"name": "pose", "base_path": str(pose), "nireq": 2, "plugin_config": EXACT_PLUGIN}])
+    srv = model_server(config=[{"name": "pose", "base_path": str(pose), "nireq": 2, "plugin_config": F32}])
     x = np.random.default_rng(0).random((1, 3, 256, 456), dtype=np.float32)
     failures = []
 

@@ -10,7 +10,7 @@ import tritonclient.grpc as tg
 
 from scripts.tooling.modelsearch import find_model, model_xml
 from tests import modelgen
-from tests.fixtures.ovms import EXACT_PLUGIN
+from tests.precision import F32, compile_f32, served_precision
 
 REAL = ["human-pose-estimation-0001", "person-detection-0200", "person-vehicle-bike-detection-2000",
         "person-detection-retail-0013"]
@@ -28,7 +28,7 @@ def shared_server(tmp_path_factory):
             pytest.skip(f"needs_real_models: {name} not found by scripts/tooling/modelsearch.py")
         bases[name] = base
     cfg = write_config(tmp_path_factory.mktemp("shared") / "config.json",
-                       [{"name": n, "base_path": str(b)} for n, b in bases.items()])
+                       [{"name": n, "base_path": str(b), "plugin_config": F32} for n, b in bases.items()])
     srv = start_server(["--config_path", str(cfg)], timeout=120)
     yield srv
     srv.stop()
@@ -56,7 +56,8 @@ def test_served_metadata_matches_openvino(shared_server, name):
 def test_pose_matches_in_process_openvino(shared_server):
     name = "human-pose-estimation-0001"
     x = np.random.default_rng(0).random((1, 3, 256, 456), dtype=np.float32) * 255
-    compiled = ov.Core().compile_model(str(model_xml(name)), "CPU")
+    assert served_precision(shared_server, name) == "f32"  # both sides pinned: bf16 on AMX otherwise
+    compiled = compile_f32(model_xml(name))
     ref = {p.get_any_name(): v for p, v in compiled({"data": x}).items()}
     c = tg.InferenceServerClient(shared_server.address)
     i = tg.InferInput("data", [1, 3, 256, 456], "FP32")
@@ -99,8 +100,9 @@ def gen_server(model_repo, synthetic_models, tmp_path_factory):
                            {"Mconv7_stage2_L1": (1, 38, 32, 57), "Mconv7_stage2_L2": (1, 19, 32, 57)})
     means = model_repo.add("probe-ssd", modelgen.channel_mean_probe_model, "image", (1, 3, 256, 256),
                            {"detection_out": (1, 1, 200, 7)})
-    entries = [{"name": "probe-pose", "base_path": str(probe)}, {"name": "probe-ssd", "base_path": str(means)}]
-    entries += [{"name": n, "base_path": str(b), "plugin_config": EXACT_PLUGIN} for n, b in synthetic_models.items()]
+    entries = [{"name": "probe-pose", "base_path": str(probe), "plugin_config": F32},
+               {"name": "probe-ssd", "base_path": str(means), "plugin_config": F32}]
+    entries += [{"name": n, "base_path": str(b), "plugin_config": F32} for n, b in synthetic_models.items()]
     srv = start_server(["--config_path", str(write_config(tmp_path_factory.mktemp("gen") / "c.json", entries))],
                        timeout=60)
     yield srv

@@ -11,7 +11,7 @@ from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import (get_model_meta
                                                                   prediction_service_pb2_grpc)
 
 from tests import modelgen
-from tests.fixtures.ovms import EXACT_PLUGIN
+from tests.precision import F32
 
 LOGITS = modelgen.ctc_logits([3, 3, 1, 4441])
 AB = np.random.default_rng(5).uniform(-100, 100, (1, 2, 256, 256)).astype(np.float32)
@@ -27,8 +27,8 @@ def server(model_repo, tmp_path_factory):
     for v in (1, 2, 3):
         modelgen.write_version(aff, v, modelgen.affine_model, scale=float(v), shape=(1, 4))
     cfg = write_config(tmp_path_factory.mktemp("tfs") / "config.json", [
-        {"name": "handwriting", "base_path": str(hw), "plugin_config": EXACT_PLUGIN},
-        {"name": "color", "base_path": str(col), "plugin_config": EXACT_PLUGIN},
+        {"name": "handwriting", "base_path": str(hw), "plugin_config": F32},
+        {"name": "color", "base_path": str(col), "plugin_config": F32},
         {"name": "affine", "base_path": str(aff), "model_version_policy": {"specific": {"versions": [1, 3]}}},
         {"name": "affine_all", "base_path": str(aff), "model_version_policy": {"all": {}}},
     ])

@@ -28,13 +28,13 @@ from tests.fixtures.functions_host import start_functions_host
 from tests.httpclient import request
 from tests.modelgen.pose_reference import reference_decode
 from tests.modelgen.pose_synth import draw, person
+from tests.precision import F32, compile_f32, compiled_precision, served_precision
 
 pytestmark = pytest.mark.slow
 
 IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
 PHOTOS = ("people1.jpeg", "people2.jpeg", "people3.jpeg", "people4.jpeg", "baseball.jpg")
 SYNTH_PEOPLE = [person(8, 6), person(30, 6, drop=[6, 7])]
-EXACT = {"INFERENCE_PRECISION_HINT": "f32"}
 
 
 def _real(name: str) -> Path:
@@ -51,10 +51,10 @@ def stack(tmp_path_factory):
     heat, pafs = draw(SYNTH_PEOPLE)
     synth = root / "pose-synth"
     modelgen.write_version(synth, 1, modelgen.pose_model, heat[None], pafs[None])
-    models = [{"name": "pose-synth", "base_path": str(synth), "plugin_config": EXACT}]
+    models = [{"name": "pose-synth", "base_path": str(synth), "plugin_config": F32}]
     real = find_model("human-pose-estimation-0001")
     if real is not None:
-        models.append({"name": "human-pose-estimation", "base_path": str(real)})
+        models.append({"name": "human-pose-estimation", "base_path": str(real), "plugin_config": F32})
     server = start_server(["--config_path", str(write_config(root / "config.json", models))],
                           timeout=120)
     host = None
@@ -119,8 +119,8 @@ def in_process():
     import openvino as ov
 
     core = ov.Core()
-    pose = core.compile_model(str(next(_real("human-pose-estimation-0001").glob("*/*.xml"))), "CPU")
-    det = core.compile_model(str(next(_real("person-detection-retail-0013").glob("*/*.xml"))), "CPU")
+    pose = compile_f32(next(_real("human-pose-estimation-0001").glob("*/*.xml")), core)
+    det = compile_f32(next(_real("person-detection-retail-0013").glob("*/*.xml")), core)
 
     def run_pose(inputs):
         return {o.get_any_name(): np.asarray(v) for o, v in pose(inputs).items()}
@@ -131,7 +131,7 @@ def in_process():
         rows = np.asarray(next(iter(det(blob).values())))[0, 0]
         rows = rows[(rows[:, 0] >= 0) & (rows[:, 1] == 1) & (rows[:, 2] > conf)]
         return rows[:, 3:7] * [w, h, w, h]
-    return run_pose, persons
+    return run_pose, persons, compiled_precision(pose)
 
 
 def _inside(x, y, box, margin=0.1):
@@ -140,10 +140,18 @@ def _inside(x, y, box, margin=0.1):
     return x0 - mx <= x <= x1 + mx and y0 - my <= y <= y1 + my
 
 
+def test_oracle_and_server_compute_in_f32(stack, in_process):
+    """The comparison below is only tight because both sides run at f32 (bf16 on AMX otherwise)."""
+    server, _ = stack
+    _real("human-pose-estimation-0001")
+    assert served_precision(server, "human-pose-estimation") == "f32"
+    assert in_process[2] == "f32"
+
+
 @pytest.mark.parametrize("photo", PHOTOS)
 def test_real_photos_over_http(stack, in_process, photo):
     _, host = stack
-    run_pose, persons = in_process
+    run_pose, persons, _ = in_process
     data = (IMAGES / photo).read_bytes()
     status, ctype, body = post(endpoint(host), data)
     assert status == 200, body[:300]

@@ -6,6 +6,7 @@ import shlex
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from scripts.tooling import ovms
@@ -142,3 +143,56 @@ def test_cli_refuses_tfs_with_new_tag():
     proc = _cli("one", "colorization", "10.0.0.5", "9000", "latest", "--api", "tfs", "--dry-run")
     assert proc.returncode == 2
     assert "TensorFlow-Serving" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ---- inference precision: the device's default unless the user pins it ------------------------------
+
+PIN_F32 = ["--plugin_config", '{"INFERENCE_PRECISION_HINT":"f32"}']
+
+
+def test_precision_is_the_devices_default_unless_pinned():
+    launch, _ = ovms.plan_one("colorization", "10.0.0.5", 9000)
+    assert "--plugin_config" not in launch.docker and "--plugin_config" not in launch.local
+    (launch,), _ = ovms.plan_all("10.0.0.5")
+    config = json.loads(open(launch.local[launch.local.index("--config_path") + 1]).read())
+    assert all("INFERENCE_PRECISION_HINT" not in e["config"].get("plugin_config", {})
+               for e in config["model_config_list"])
+
+
+def test_precision_option_pins_one_model():
+    launch, _ = ovms.plan_one("colorization", "10.0.0.5", 9000, precision="f32")
+    i = launch.docker.index("--plugin_config")
+    assert launch.docker[i:i + 2] == PIN_F32
+    j = launch.local.index("--plugin_config")
+    assert launch.local[j:j + 2] == PIN_F32
+    with pytest.raises(ovms.LaunchError):
+        ovms.plan_one("colorization", "10.0.0.5", 9000, precision="int4")
+
+
+def test_precision_option_pins_every_model_of_the_config(tmp_path):
+    src = tmp_path / "config.json"
+    src.write_text(json.dumps({"model_config_list": [
+        {"config": {"name": "a", "base_path": "az://ovms/a", "plugin_config": {"PERFORMANCE_HINT": "LATENCY"}}},
+        {"config": {"name": "b", "base_path": "az://ovms/b"}}]}))
+    (launch,), _ = ovms.plan_all("10.0.0.5", config_path=src, device="GPU", precision="f16")
+    config = json.loads(open(launch.local[launch.local.index("--config_path") + 1]).read())
+    got = {e["config"]["name"]: (e["config"]["target_device"], e["config"]["plugin_config"])
+           for e in config["model_config_list"]}
+    assert got == {"a": ("GPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f16"}),
+                   "b": ("GPU", {"INFERENCE_PRECISION_HINT": "f16"})}
+    launches, _ = ovms.plan_all("10.0.0.5", config_path=src, per_model=True, precision="f32")
+    assert all(l.docker[l.docker.index("--plugin_config"):][:2] == PIN_F32 for l in launches)
+
+
+def test_model_server_computes_at_the_pinned_precision(model_server, model_repo):
+    """What the option produces is what the server runs: f32 when pinned, the device's default
+    (bf16 on AMX CPUs) when not, read back from the compiled models."""
+    from tests import modelgen
+    from tests.precision import device_default_precision, served_precision
+
+    base = model_repo.add("precision-probe", modelgen.constant_model, {"x": (1, 3, 8, 8)},
+                          {"y": np.zeros((1, 4), np.float32)})
+    pinned = model_server(["--model_name", "m", "--model_path", str(base), *PIN_F32])
+    assert served_precision(pinned, "m") == "f32"
+    default = model_server(["--model_name", "m", "--model_path", str(base)])
+    assert served_precision(default, "m") == device_default_precision()

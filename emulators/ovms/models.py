@@ -159,6 +159,15 @@ def _spec(port) -> TensorSpec:
     return TensorSpec(port.get_any_name(), dtype, dims)
 
 
+def inference_precision(compiled: ov.CompiledModel) -> str:
+    """The precision a compiled model computes in ("f32", "bf16", "f16"); "" when the device does
+    not report one. On CPUs with AMX, OpenVINO's default is bf16 unless plugin_config pins it."""
+    try:
+        return compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    except Exception:  # noqa: BLE001 - devices without the property (e.g. some HETERO setups)
+        return ""
+
+
 class ModelVersion:
     """One version of a model: its state, compiled model and pool of infer requests."""
 
@@ -170,6 +179,7 @@ class ModelVersion:
         self.inputs: List[TensorSpec] = []
         self.outputs: List[TensorSpec] = []
         self.nireq = 0
+        self.precision = ""  # inference precision the device compiled for ("f32", "bf16", ...)
         self._compiled: Optional[ov.CompiledModel] = None
         self._idle: "queue.SimpleQueue[ov.InferRequest]" = queue.SimpleQueue()
         self._in_index: Dict[str, int] = {}
@@ -212,9 +222,11 @@ class ModelVersion:
             self._idle.put(compiled.create_infer_request())
         self.nireq = nireq
         self._compiled = compiled
+        self.precision = inference_precision(compiled)
         self.state = AVAILABLE
-        log.info("Loaded model %s version %d from %s on %s (nireq %d, plugin_config %s)", self.model_name,
-                 self.version, path, device, nireq, plugin or "{} (OpenVINO defaults)")
+        log.info("Loaded model %s version %d from %s on %s (nireq %d, plugin_config %s, inference precision %s)",
+                 self.model_name, self.version, path, device, nireq, plugin or "{} (OpenVINO defaults)",
+                 self.precision or "n/a")
 
     # ------------------------------------------------------------------ inference
     def validate(self, tensors: Sequence[RequestTensor]) -> Dict[str, np.ndarray]:
