@@ -50,6 +50,8 @@ FPGA_WARNING = ("warning: FPGA means --target_device HETERO:FPGA,CPU. FPGA plugi
                 "OpenVINO after 2020.x: current OVMS releases cannot load it; only the 2020.x "
                 "openvino/model_server images with an FPGA-enabled runtime could.")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
+#: --precision choices: "default" leaves OpenVINO's choice (bf16 on CPUs with AMX, f32 on most others)
+PRECISIONS = ("default", "f32", "bf16", "f16")
 
 
 class LaunchError(Exception):
@@ -153,22 +155,33 @@ def _ovms_args(port: int, log_level: str) -> List[str]:
     return ["--port", str(port), "--log_level", log_level, "--file_system_poll_wait_seconds", "0"]
 
 
+def precision_plugin(precision: str = "default") -> Dict[str, str]:
+    """The plugin_config entries that pin ``precision`` ({} for the device's default)."""
+    if precision not in PRECISIONS:
+        raise LaunchError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    return {} if precision == "default" else {"INFERENCE_PRECISION_HINT": precision}
+
+
 def plan_one(model: str, ip: str, port: int, ovms_version: Optional[str] = None,
              device: str = "CPU", api: str = API_KSERVE, adjust_tag: bool = False,
              connection_string: Optional[str] = None, blob_port: int = 10000,
              container: str = "ovms", log_level: str = "INFO",
-             render_gids: Optional[Sequence[str]] = None) -> Tuple[Launch, List[str]]:
+             render_gids: Optional[Sequence[str]] = None,
+             precision: str = "default") -> Tuple[Launch, List[str]]:
     """LaunchOVMS: one model from ``az://<container>/<model>`` on ``port``."""
     device = device.upper()
     if device not in DEVICES:
         raise LaunchError(f"device must be CPU, GPU or FPGA, not {device!r}")
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", model):
         raise LaunchError(f"invalid model name {model!r}")
+    plugin = precision_plugin(precision)
     tag, notes = resolve_tag(ovms_version, api, adjust_tag)
     if device == "FPGA":
         notes.append(FPGA_WARNING)
     model_args = ["--model_name", model, "--model_path", f"az://{container}/{model}",
                   "--target_device", DEVICES[device]]
+    if plugin:
+        model_args += ["--plugin_config", json.dumps(plugin, separators=(",", ":"))]
     docker = _docker_prefix(f"ovaas-ovms-{model}", port, device, ip, render_gids)
     docker_env = {"AZURE_STORAGE_CONNECTION_STRING":
                   storage_connection_string(ip, blob_port, True, connection_string)}
@@ -185,13 +198,17 @@ def config_models(config_path: Path = CONFIG_PATH) -> List[Dict]:
     return [entry["config"] for entry in data.get("model_config_list", [])]
 
 
-def _device_config(config_path: Path, device: str) -> Path:
-    """A copy of config.json with every model's target_device set (for GPU/FPGA)."""
+def _derived_config(config_path: Path, device: str, plugin: Dict[str, str]) -> Path:
+    """A copy of config.json with every model's target_device set (GPU/FPGA) and ``plugin`` merged
+    into its plugin_config (--precision); entries the file already has for other keys are kept."""
     data = json.loads(Path(config_path).read_text(encoding="utf-8"))
     for entry in data.get("model_config_list", []):
         entry["config"]["target_device"] = DEVICES[device]
+        if plugin:
+            entry["config"]["plugin_config"] = {**entry["config"].get("plugin_config", {}), **plugin}
     RUN_DIR.mkdir(exist_ok=True)
-    out = RUN_DIR / f"ovms-config.{device.lower()}.json"
+    suffix = device.lower() + "".join(f".{v}" for v in plugin.values())
+    out = RUN_DIR / f"ovms-config.{suffix}.json"
     out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return out
 
@@ -200,11 +217,13 @@ def plan_all(ip: str, port: int = 9000, ovms_version: Optional[str] = None, devi
              api: str = API_KSERVE, adjust_tag: bool = False, per_model: bool = False,
              config_path: Path = CONFIG_PATH, connection_string: Optional[str] = None,
              blob_port: int = 10000, log_level: str = "INFO",
-             render_gids: Optional[Sequence[str]] = None) -> Tuple[List[Launch], List[str]]:
+             render_gids: Optional[Sequence[str]] = None,
+             precision: str = "default") -> Tuple[List[Launch], List[str]]:
     """LaunchALLOVMS: every model of config.json on one port, or one container each (``per_model``)."""
     device = device.upper()
     if device not in DEVICES:
         raise LaunchError(f"device must be CPU, GPU or FPGA, not {device!r}")
+    plugin = precision_plugin(precision)
     models = config_models(config_path)
     if per_model:
         launches, notes = [], []
@@ -212,14 +231,16 @@ def plan_all(ip: str, port: int = 9000, ovms_version: Optional[str] = None, devi
             base = m["base_path"]
             container = base[len("az://"):].split("/", 1)[0] if base.startswith("az://") else "ovms"
             launch, n = plan_one(m["name"], ip, port + i, ovms_version, device, api, adjust_tag,
-                                 connection_string, blob_port, container, log_level, render_gids)
+                                 connection_string, blob_port, container, log_level, render_gids,
+                                 precision)
             launches.append(launch)
             notes += [x for x in n if x not in notes]
         return launches, notes
     tag, notes = resolve_tag(ovms_version, api, adjust_tag)
     if device == "FPGA":
         notes.append(FPGA_WARNING)
-    config = Path(config_path).resolve() if device == "CPU" else _device_config(config_path, device)
+    config = (Path(config_path).resolve() if device == "CPU" and not plugin
+              else _derived_config(config_path, device, plugin))
     docker = _docker_prefix("ovaas-ovms", port, device, ip, render_gids)
     docker_env = {"AZURE_STORAGE_CONNECTION_STRING":
                   storage_connection_string(ip, blob_port, True, connection_string)}
@@ -313,6 +334,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="storage connection string (default: Azurite at <ip>:--blob-port)")
     p.add_argument("--blob-port", type=int, default=10000)
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--precision", choices=PRECISIONS, default="default",
+                   help="inference precision (plugin_config INFERENCE_PRECISION_HINT); default: the "
+                        "device's own, as OVMS (bf16 on CPUs with AMX). f32 gives answers that match "
+                        "an f32 reference on every CPU")
     p.add_argument("--dry-run", action="store_true", help="print the exact command, start nothing")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--docker", dest="use_docker", action="store_true", default=None,
@@ -350,12 +375,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             launches_notes = plan_one(args.model, args.ip, args.port, args.ovms_version,
                                       args.device, args.api, args.adjust_tag,
                                       args.connection_string, args.blob_port, args.container,
-                                      args.log_level)
+                                      args.log_level, precision=args.precision)
             launches, notes = [launches_notes[0]], launches_notes[1]
         else:
             launches, notes = plan_all(args.ip, args.port, args.ovms_version, args.device,
                                        args.api, args.adjust_tag, args.per_model, args.config,
-                                       args.connection_string, args.blob_port, args.log_level)
+                                       args.connection_string, args.blob_port, args.log_level,
+                                       precision=args.precision)
         return run(launches, notes, args.dry_run, args.use_docker)
     except LaunchError as exc:
         print(f"error: {exc}", file=sys.stderr)
