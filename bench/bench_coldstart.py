@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.common import machine, print_table  # noqa: E402
+from shared import catalog  # noqa: E402
 
-FUNCTIONS = ["HttpTriggerHumanPose", "HttpTriggerHandwritten", "HttpTriggerColorization",
-             "HttpTriggerObjectDetection"]
+FUNCTIONS = [e.function for e in catalog.ENDPOINTS]
 
 PROBE = r"""
 import json, resource, sys, time
@@ -44,14 +44,10 @@ print(json.dumps({{"import_s": t_import, "import_mb": rss_import - base,
                    "first_use_s": t_first, "first_use_mb": rss_mb() - rss_import}}))
 """
 
-TASKS = {"HttpTriggerHumanPose": "pose", "HttpTriggerHandwritten": "handwriting",
-         "HttpTriggerColorization": "colorization", "HttpTriggerObjectDetection": "detection"}
-
-
 def measure(module: str, runs: int) -> dict:
     samples = []
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", PROBE.format(root=str(ROOT), module=module, task=TASKS[module])],
+        out = subprocess.run([sys.executable, "-c", PROBE.format(root=str(ROOT), module=module, task=catalog.by_function(module).task)],
                              capture_output=True, text=True, cwd=ROOT, check=True)
         samples.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return {k: statistics.median(s[k] for s in samples) for k in samples[0]}

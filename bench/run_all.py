@@ -34,42 +34,53 @@ sys.path.insert(0, str(ROOT))
 from bench import common  # noqa: E402
 from bench.bench_coldstart import FUNCTIONS, measure  # noqa: E402
 from bench.bench_ovms import run_concurrent  # noqa: E402
-from scripts.tooling.modelsearch import find_model, find_side_file, model_xml, search_path  # noqa: E402
+from scripts.tooling.modelsearch import find_model, find_side_file, model_xml  # noqa: E402
+from shared import catalog  # noqa: E402
 
 CLIENTS = (1, 4, 8)
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One endpoint as benchmarked: its route, settings prefix, model and picture."""
+    """One catalog endpoint as benchmarked: its route, settings, model, side file and picture."""
 
-    label: str
-    function: str
-    prefix: str
-    served: str
-    model: str
-    image: str
-    synthetic: bool = False
-    side_setting: Optional[str] = None
-    side_file: Optional[str] = None
+    entry: catalog.Endpoint
+
+    @property
+    def label(self) -> str:
+        return self.entry.task
+
+    @property
+    def function(self) -> str:
+        return self.entry.function
+
+    @property
+    def prefix(self) -> str:
+        return self.entry.prefix
+
+    @property
+    def served(self) -> str:
+        return self.entry.model_name
+
+    @property
+    def model(self) -> str:
+        return self.entry.omz_model
+
+    @property
+    def image(self) -> str:
+        return self.entry.sample_image
 
     @property
     def path(self) -> str:
         return f"/api/{self.function}"
 
+    @property
+    def side(self) -> Optional[catalog.SideFile]:
+        """The side file kept beside the model that the endpoint needs (char list, coefficients)."""
+        return next((f for f in self.entry.side_files if f.filename and f.where == catalog.BESIDE_MODEL), None)
 
-ENDPOINTS: Tuple[Endpoint, ...] = (
-    Endpoint("pose", "HttpTriggerHumanPose", "HUMANPOSE", "human-pose-estimation",
-             "human-pose-estimation-0001", "people1.jpeg"),
-    Endpoint("handwriting", "HttpTriggerHandwritten", "HANDWRITTEN", "handwritten-japanese-recognition",
-             "handwritten-japanese-recognition-0001", "handwritten_japanese_test.png", synthetic=True,
-             side_setting="HANDWRITTEN_CHARLIST_PATH", side_file="kondate_nakayosi.txt"),
-    Endpoint("colorization", "HttpTriggerColorization", "COLORIZATION", "colorization", "colorization-v2",
-             "ansel_adams2.jpg", synthetic=True, side_setting="COLORIZATION_COEFFICIENTS_PATH",
-             side_file="colorization-v2.npy"),
-    Endpoint("detection", "HttpTriggerObjectDetection", "OBJECTDETECTION", "object-detection",
-             "person-detection-retail-0013", "people1.jpeg"),
-)
+
+ENDPOINTS: Tuple[Endpoint, ...] = tuple(Endpoint(e) for e in catalog.ENDPOINTS)
 
 
 @dataclass
@@ -85,22 +96,20 @@ class Result:
     inproc_rps: Dict[int, float] = field(default_factory=dict)
 
 
-def _dirs(ep: Endpoint) -> List[Path]:
-    """Model search order: synthetic-weight models first for the endpoints that use them."""
-    dirs = search_path()
-    if ep.synthetic:
-        dirs = sorted(dirs, key=lambda d: d.name != "models-synthetic")
-    return dirs
-
-
 def locate(ep: Endpoint) -> Tuple[Path, Path, Optional[Path]]:
     """(OVMS base path, .xml, side file) of an endpoint's model; SystemExit when missing."""
-    base, xml = find_model(ep.model, _dirs(ep)), model_xml(ep.model, _dirs(ep))
-    side = find_side_file(ep.model, ep.side_file, _dirs(ep)) if ep.side_file else None
-    if base is None or xml is None or (ep.side_file and side is None):
-        raise SystemExit(f"needs_real_models: {ep.model}{' and ' + ep.side_file if ep.side_file else ''} "
+    base, xml = find_model(ep.model), model_xml(ep.model)
+    fname = ep.side.filename if ep.side else None
+    side = find_side_file(ep.model, fname) if fname else None
+    if base is None or xml is None or (fname and side is None):
+        raise SystemExit(f"needs_real_models: {ep.model}{' and ' + fname if fname else ''} "
                          "not found (models/, $OVAAS_MODELS_DIR, ../shared)")
     return base, xml, side
+
+
+def placeholder_weights(base: Path) -> bool:
+    """True for the real topologies with placeholder weights (../shared/models-synthetic)."""
+    return "models-synthetic" in base.parts
 
 
 def unavoidable_work(xml: Path, data: bytes) -> Callable[[], Callable[[], None]]:
@@ -180,7 +189,7 @@ def tables(results: Sequence[Result], cold: Dict[str, dict]) -> List[Tuple[str, 
         tput.append(row)
     cs = [[fn, _fmt(m["import_s"] * 1000), _fmt(m["import_mb"]), _fmt(m["first_use_s"] * 1000),
            _fmt(m["first_use_mb"])] for fn, m in cold.items()]
-    models = [[r.endpoint.label, r.endpoint.model + (" (placeholder weights)" if r.endpoint.synthetic else ""),
+    models = [[r.endpoint.label, r.endpoint.model + (" (placeholder weights)" if placeholder_weights(Path(r.model_path)) else ""),
                r.model_path, r.endpoint.image] for r in results]
     tput_header = ["endpoint"] + [f"{h} @{n}" for n in CLIENTS for h in ("HTTP req/s", "in-proc req/s", "ratio")]
     return [
@@ -226,8 +235,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         env: Dict[str, str] = {}
         for ep in endpoints:
             env.update(common.model_env(ep.prefix, server.port, ep.served))
-            if ep.side_setting:
-                env[ep.side_setting] = str(located[ep.label][2])
+            if ep.side:
+                env[ep.side.setting] = str(located[ep.label][2])
         env["OBJECTDETECTION_LABELS_PATH"] = ""
         host = common.start_functions_host(env)
         results = []

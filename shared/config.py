@@ -1,47 +1,49 @@
 """Typed settings read from the environment.
 
 Locally they come from ``local.settings.json`` ``Values``; in Azure from the App Settings. Every
-endpoint has a settings prefix (``HUMANPOSE``, ``HANDWRITTEN``, ``COLORIZATION``,
-``OBJECTDETECTION``) and reads ``<PREFIX>_IPADDRESS``, ``<PREFIX>_PORT``, ``<PREFIX>_MODEL_NAME``,
-``<PREFIX>_MODEL_VERSION``, with optional per-model overrides of the global ``OVMS_API`` and
-``OVMS_TIMEOUT_SECONDS``.
+endpoint has a settings prefix (``shared.catalog``) and reads ``<PREFIX>_IPADDRESS``,
+``<PREFIX>_PORT``, ``<PREFIX>_MODEL_NAME``, ``<PREFIX>_MODEL_VERSION``, with optional per-model
+overrides of the global ``OVMS_API`` and ``OVMS_TIMEOUT_SECONDS``. Defaults (model names, side-file
+locations) come from the catalog.
+
+A malformed setting is a deployment fault: ``SettingsError`` (503, naming the setting). Its value is
+never repeated, in the answer or in the log: a secret pasted into the wrong setting stays secret.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import List, Mapping, Optional
 
-# The model names the original OVaaS deployment used; kept as defaults so its OVMS config works.
-DEFAULT_MODEL_NAMES = {
-    "HUMANPOSE": "human-pose-estimation",
-    "HANDWRITTEN": "handwritten-japanese-recognition",
-    "COLORIZATION": "colorization",
-    "OBJECTDETECTION": "object-detection",
-}
+from shared import catalog
+from shared.errors import Misconfigured
+
+#: per-endpoint settings: <PREFIX>_<NAME>
+MODEL_SETTINGS = ("IPADDRESS", "PORT", "MODEL_NAME", "MODEL_VERSION", "OVMS_API", "TIMEOUT_SECONDS")
+#: app-wide settings this module reads
+GLOBAL_SETTINGS = ("OVMS_API", "OVMS_TIMEOUT_SECONDS", "OVMS_CONNECT_TIMEOUT_SECONDS",
+                   "OVMS_METADATA_TTL_SECONDS", "MAX_BODY_BYTES", "MAX_IMAGE_PIXELS", "MAX_IMAGE_SIDE",
+                   "HEALTH_CACHE_SECONDS", "AZURE_STORAGE_CONNECTION_STRING", "AzureWebJobsStorage")
 
 API_KSERVE = "kserve"
 API_TFS = "tfs"
 _APIS = (API_KSERVE, API_TFS)
 
-# Well-known Azurite account (public, documented by Microsoft): what UseDevelopmentStorage=true means.
-DEVELOPMENT_ACCOUNT = "devstoreaccount1"
-DEVELOPMENT_ACCOUNT_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
-                           "K1SZFPTOtr/KBHBeksoGMGw==")
-
-
-def development_connection_string(host: str = "127.0.0.1", blob_port: int = 10000) -> str:
-    """The connection string of the Azurite development account at ``host:blob_port``."""
-    return (f"DefaultEndpointsProtocol=http;AccountName={DEVELOPMENT_ACCOUNT};"
-            f"AccountKey={DEVELOPMENT_ACCOUNT_KEY};"
-            f"BlobEndpoint=http://{host}:{blob_port}/{DEVELOPMENT_ACCOUNT};")
-
-
-DEVELOPMENT_STORAGE_CONNECTION_STRING = development_connection_string()
-
-
-class SettingsError(ValueError):
+class SettingsError(Misconfigured):
     """A setting is present but malformed (a deployment error, reported at first use)."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"the server is misconfigured: setting {setting} {problem}")
+        self.setting = setting
+
+
+def all_settings() -> List[str]:
+    """Every setting the app reads: the global ones, each endpoint's, and each side file's."""
+    names = list(GLOBAL_SETTINGS)
+    for endpoint in catalog.ENDPOINTS:
+        names += [f"{endpoint.prefix}_{s}" for s in MODEL_SETTINGS]
+        names += [side.setting for side in endpoint.side_files]
+    return names
 
 
 def _env(env: Optional[Mapping[str, str]]) -> Mapping[str, str]:
@@ -62,11 +64,11 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
         return default
     try:
         value = float(raw)
-    except ValueError as exc:
-        raise SettingsError(f"setting {name}={raw!r} is not a number") from exc
-    if value < minimum or (value == minimum and not allow_minimum) or value != value:
+    except ValueError:
+        raise SettingsError(name, "is not a number") from None
+    if value < minimum or (value == minimum and not allow_minimum) or value != value or value == float("inf"):
         qualifier = "at least" if allow_minimum else "greater than"
-        raise SettingsError(f"setting {name}={raw!r} must be {qualifier} {minimum}")
+        raise SettingsError(name, f"must be a finite number {qualifier} {minimum:g}")
     return value
 
 
@@ -76,10 +78,10 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
         return default
     try:
         value = int(raw)
-    except ValueError as exc:
-        raise SettingsError(f"setting {name}={raw!r} is not an integer") from exc
+    except ValueError:
+        raise SettingsError(name, "is not an integer") from None
     if value < minimum:
-        raise SettingsError(f"setting {name}={raw!r} must be at least {minimum}")
+        raise SettingsError(name, f"must be at least {minimum}")
     return value
 
 
@@ -109,9 +111,10 @@ def model_settings(prefix: str, env: Optional[Mapping[str, str]] = None) -> Mode
     """Read the settings of the endpoint whose settings prefix is ``prefix``."""
     e = _env(env)
     prefix = prefix.upper()
-    api = (_get(e, f"{prefix}_OVMS_API") or _get(e, "OVMS_API", API_KSERVE) or API_KSERVE).lower()
+    api_setting = f"{prefix}_OVMS_API" if _get(e, f"{prefix}_OVMS_API") else "OVMS_API"
+    api = (_get(e, api_setting, API_KSERVE) or API_KSERVE).lower()
     if api not in _APIS:
-        raise SettingsError(f"OVMS_API must be one of {', '.join(_APIS)}, not {api!r}")
+        raise SettingsError(api_setting, f"must be one of {', '.join(_APIS)}")
     version_raw = _get(e, f"{prefix}_MODEL_VERSION")
     version: Optional[int] = None
     if version_raw is not None and version_raw.lower() not in ("latest", "0"):
@@ -120,8 +123,7 @@ def model_settings(prefix: str, env: Optional[Mapping[str, str]] = None) -> Mode
         prefix=prefix,
         host=_get(e, f"{prefix}_IPADDRESS", "127.0.0.1") or "127.0.0.1",
         port=_int(e, f"{prefix}_PORT", 9000),
-        model_name=_get(e, f"{prefix}_MODEL_NAME", DEFAULT_MODEL_NAMES.get(prefix, prefix.lower()))
-        or prefix.lower(),
+        model_name=_get(e, f"{prefix}_MODEL_NAME") or _default_model_name(prefix),
         model_version=version,
         api=api,
         timeout_s=_float(e, f"{prefix}_TIMEOUT_SECONDS", _float(e, "OVMS_TIMEOUT_SECONDS", 10.0)),
@@ -154,17 +156,21 @@ def health_cache_seconds(env: Optional[Mapping[str, str]] = None) -> float:
     return _float(_env(env), "HEALTH_CACHE_SECONDS", 5.0, allow_minimum=True)
 
 
-def side_file_location(setting: str, default: Optional[str] = None,
-                       env: Optional[Mapping[str, str]] = None) -> Optional[str]:
-    """Where a task's side file lives: a local path or ``az://container/path`` (or None)."""
-    return _get(_env(env), setting, default)
+def _default_model_name(prefix: str) -> str:
+    """The catalog's served name for ``prefix`` (the original OVaaS names, so its OVMS config works)."""
+    endpoint = catalog.by_prefix(prefix)
+    return endpoint.model_name if endpoint else prefix.lower()
+
+
+def side_file_location(setting: str, env: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """Where a side file lives: a local path or ``az://container/path``; the catalog's default when
+    the setting is absent (None when there is neither)."""
+    side = catalog.side_file(setting)
+    return _get(_env(env), setting, side.default if side else None)
 
 
 def storage_connection_string(env: Optional[Mapping[str, str]] = None) -> Optional[str]:
     """Connection string for ``az://`` side files: AZURE_STORAGE_CONNECTION_STRING, else
-    AzureWebJobsStorage (``UseDevelopmentStorage=true`` means the local Azurite account)."""
+    AzureWebJobsStorage (the Azure SDK reads ``UseDevelopmentStorage=true`` as the local Azurite)."""
     e = _env(env)
-    value = _get(e, "AZURE_STORAGE_CONNECTION_STRING") or _get(e, "AzureWebJobsStorage")
-    if value and value.replace(" ", "").lower().startswith("usedevelopmentstorage=true"):
-        return DEVELOPMENT_STORAGE_CONNECTION_STRING
-    return value
+    return _get(e, "AZURE_STORAGE_CONNECTION_STRING") or _get(e, "AzureWebJobsStorage")

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from typing import Dict, Optional
 
+# Retry-After (seconds) by kind of fault: how soon a retry can succeed.
+RETRY_TRANSIENT_S = 1  # model server unreachable, overloaded, not loaded yet
+RETRY_STORAGE_S = 5  # side file storage unreachable or slow
+RETRY_DEPLOYMENT_S = 30  # a setting or side file is wrong: an operator must act
+
 
 class OvaasError(Exception):
     """Base of every error the app answers deliberately."""
@@ -50,11 +55,6 @@ class InvalidOption(BadRequest):
     code = "invalid_option"
 
 
-class NotFound(OvaasError):
-    status = 404
-    code = "not_found"
-
-
 class MethodNotAllowed(OvaasError):
     status = 405
     code = "method_not_allowed"
@@ -64,11 +64,6 @@ class MethodNotAllowed(OvaasError):
             f"Method {method} is not allowed; use {', '.join(allowed)}.",
             headers={"Allow": ", ".join(allowed)},
         )
-
-
-class NotAcceptable(OvaasError):
-    status = 406
-    code = "not_acceptable"
 
 
 class PayloadTooLarge(OvaasError):
@@ -122,12 +117,26 @@ class ModelUnavailable(OvaasError):
     status = 503
     code = "model_unavailable"
 
-    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+    def __init__(self, message: str, *, retry_after: int = RETRY_TRANSIENT_S) -> None:
         super().__init__(message, headers={"Retry-After": str(int(retry_after))})
+
+
+class ModelUnreachable(ModelUnavailable):
+    """No connection to the model server within the connect timeout (503)."""
 
 
 class ModelNotFound(ModelUnavailable):
     code = "model_not_found"
+
+
+class Misconfigured(ModelUnavailable):
+    """A setting or side file is wrong: 503 naming the setting (never its value) until an operator
+    fixes it."""
+
+    code = "misconfigured"
+
+    def __init__(self, message: str, *, retry_after: int = RETRY_DEPLOYMENT_S) -> None:
+        super().__init__(message, retry_after=retry_after)
 
 
 class ModelTimeout(OvaasError):

@@ -7,7 +7,6 @@ busy probe cannot load the model servers.
 """
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,19 +14,15 @@ from typing import Any, Dict, Optional, Tuple
 
 import azure.functions as func
 
-from shared import config
+from shared import catalog, config
 from shared.errors import MethodNotAllowed, OvaasError
-from shared.http import error_response, json_response
+from shared.http.response import error_response, json_response
+from shared.logs import get_logger
 
-log = logging.getLogger("ovaas.health")
+log = get_logger("health")
 
-# endpoint function -> settings prefix
-ENDPOINTS = {
-    "HttpTriggerHumanPose": "HUMANPOSE",
-    "HttpTriggerHandwritten": "HANDWRITTEN",
-    "HttpTriggerColorization": "COLORIZATION",
-    "HttpTriggerObjectDetection": "OBJECTDETECTION",
-}
+#: Retry-After of a 503 health answer: about when the cached answer is checked again
+RETRY_AFTER_S = 5
 
 _cache: Optional[Tuple[float, int, Dict[str, Any]]] = None
 _lock = threading.Lock()
@@ -38,7 +33,7 @@ def _model_status(prefix: str) -> Dict[str, Any]:
     try:
         settings = config.model_settings(prefix)
     except config.SettingsError as exc:
-        return {"name": None, "version": None, "ready": False, "state": "MISCONFIGURED", "message": str(exc)}
+        return {"name": None, "version": None, "ready": False, "state": "MISCONFIGURED", "message": exc.message}
     from shared import serving
 
     try:
@@ -64,8 +59,9 @@ def check(max_age_s: Optional[float] = None) -> Tuple[int, Dict[str, Any]]:
         cached = _cache
         if cached is not None and time.monotonic() - cached[0] < max_age_s:
             return cached[1], cached[2]
-        with ThreadPoolExecutor(max_workers=len(ENDPOINTS)) as pool:
-            results = dict(zip(ENDPOINTS, pool.map(_model_status, ENDPOINTS.values())))
+        endpoints = catalog.ENDPOINTS
+        with ThreadPoolExecutor(max_workers=len(endpoints)) as pool:
+            results = dict(zip((e.function for e in endpoints), pool.map(_model_status, (e.prefix for e in endpoints))))
         ready = all(r["ready"] for r in results.values())
         body = {"status": "ok" if ready else "degraded",
                 "app": {"alive": True, "uptime_s": round(time.time() - _started, 1)},
@@ -87,7 +83,7 @@ def handle(req: func.HttpRequest) -> func.HttpResponse:
         status, body = 503, {"status": "degraded", "app": {"alive": True}, "models": {}}
     headers = {"Cache-Control": "no-store"}
     if status != 200:
-        headers["Retry-After"] = "5"
+        headers["Retry-After"] = str(RETRY_AFTER_S)
     return json_response(body, status, headers)
 
 

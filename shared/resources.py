@@ -7,8 +7,6 @@ against the app's root folder (where host.json lives).
 """
 from __future__ import annotations
 
-import logging
-import os
 import socket
 import threading
 import time
@@ -17,9 +15,10 @@ from typing import Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
 from shared import config
-from shared.errors import ModelUnavailable
+from shared.errors import RETRY_STORAGE_S, Misconfigured, ModelUnavailable
+from shared.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger("resources")
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 _cache: Dict[str, bytes] = {}
@@ -27,6 +26,9 @@ _failures: Dict[str, Tuple[float, ModelUnavailable]] = {}
 _lock = threading.Lock()
 # A side file that could not be read is not retried for this long: requests fail fast meanwhile.
 FAILURE_TTL_S = 5.0
+# Storage that accepts connections but does not answer (paused, overloaded) fails a read in about
+# this long: the connect and each socket read are bounded by it, and the SDK does not retry.
+STORAGE_TIMEOUT_S = 2.0
 
 
 def parse_az_url(location: str) -> Tuple[str, str]:
@@ -38,7 +40,7 @@ def parse_az_url(location: str) -> Tuple[str, str]:
     return container, blob
 
 
-def read_bytes(location: str, setting: str = "", timeout_s: float = 10.0) -> bytes:
+def read_bytes(location: str, setting: str = "", timeout_s: float = STORAGE_TIMEOUT_S) -> bytes:
     """The bytes at ``location``, cached for the life of the worker.
 
     A missing or unreadable side file is a deployment fault, answered as 503 naming the setting.
@@ -55,7 +57,7 @@ def read_bytes(location: str, setting: str = "", timeout_s: float = 10.0) -> byt
             raise failed[1]
         try:
             data = _read_uncached(location, setting, timeout_s)
-        except ModelUnavailable as exc:
+        except ModelUnavailable as exc:  # Misconfigured included
             _failures[location] = (time.monotonic(), exc)
             raise
         _failures.pop(location, None)
@@ -64,8 +66,12 @@ def read_bytes(location: str, setting: str = "", timeout_s: float = 10.0) -> byt
 
 
 def read_text(location: str, setting: str = "") -> str:
-    """The UTF-8 text at ``location`` (cached)."""
-    return read_bytes(location, setting).decode("utf-8-sig")
+    """The UTF-8 text at ``location`` (cached); 503 naming the setting when it is not UTF-8."""
+    try:
+        return read_bytes(location, setting).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        where = f" (setting {setting})" if setting else ""
+        raise Misconfigured(f"side file {location}{where} is not UTF-8 text") from None
 
 
 def _read_uncached(location: str, setting: str, timeout_s: float) -> bytes:
@@ -74,22 +80,22 @@ def _read_uncached(location: str, setting: str, timeout_s: float) -> bytes:
         try:
             container, blob = parse_az_url(location)
         except ValueError as exc:
-            raise ModelUnavailable(f"side file location is invalid{where}: {exc}", retry_after=30) from None
+            raise Misconfigured(f"side file location is invalid{where}: {exc}") from None
         conn = config.storage_connection_string()
         if not conn:
-            raise ModelUnavailable(
-                f"side file {location}{where} needs AZURE_STORAGE_CONNECTION_STRING", retry_after=30)
+            raise Misconfigured(f"side file {location}{where} needs AZURE_STORAGE_CONNECTION_STRING")
         try:
             from azure.storage.blob import BlobServiceClient  # imported on first use only
 
             service = BlobServiceClient.from_connection_string(
                 conn, connection_timeout=timeout_s, read_timeout=timeout_s, retry_total=0)
-            probe_endpoint(service.url, min(timeout_s, 2.0))
-            data = service.get_blob_client(container, blob).download_blob(timeout=int(timeout_s)).readall()
+            probe_endpoint(service.url, timeout_s)
+            data = service.get_blob_client(container, blob).download_blob(
+                timeout=max(1, int(timeout_s))).readall()
         except Exception as exc:  # azure raises many types; none of them must reach the client
-            log.warning("reading side file %s%s failed: %s", location, where, type(exc).__name__)
+            log.info("reading side file %s%s failed: %s (answered as 503)", location, where, type(exc).__name__)
             raise ModelUnavailable(f"side file {location}{where} could not be read from storage",
-                                   retry_after=5) from None
+                                   retry_after=RETRY_STORAGE_S) from None
         log.info("read side file %s (%d bytes)", location, len(data))
         return data
     path = Path(location)
@@ -98,7 +104,7 @@ def _read_uncached(location: str, setting: str, timeout_s: float) -> bytes:
     try:
         data = path.read_bytes()
     except OSError:
-        raise ModelUnavailable(f"side file {location}{where} was not found", retry_after=30) from None
+        raise Misconfigured(f"side file {location}{where} was not found") from None
     log.info("read side file %s (%d bytes)", path, len(data))
     return data
 
@@ -112,9 +118,9 @@ def probe_endpoint(url: str, timeout_s: float) -> None:
         pass
 
 
-def locate(setting: str, default: Optional[str]) -> Optional[str]:
-    """The configured location of a side file (``default`` when the setting is absent)."""
-    return config.side_file_location(setting, default)
+def locate(setting: str) -> Optional[str]:
+    """The configured location of a side file (the catalog's default when the setting is absent)."""
+    return config.side_file_location(setting)
 
 
 def clear_cache() -> None:
@@ -122,11 +128,3 @@ def clear_cache() -> None:
     with _lock:
         _cache.clear()
         _failures.clear()
-
-
-def exists_locally(location: str) -> bool:
-    """True when ``location`` is a local path that exists (for defaults that may be absent)."""
-    if location.startswith("az://"):
-        return False
-    path = Path(location)
-    return (path if path.is_absolute() else APP_ROOT / path).exists() or os.path.exists(location)

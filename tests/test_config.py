@@ -33,6 +33,8 @@ def test_malformed_settings_are_reported(env):
 def test_limits_and_storage():
     lim = config.limits({"MAX_BODY_BYTES": "10", "MAX_IMAGE_PIXELS": "20", "MAX_IMAGE_SIDE": "5"})
     assert (lim.max_body_bytes, lim.max_image_pixels, lim.max_image_side) == (10, 20, 5)
-    assert "devstoreaccount1" in config.storage_connection_string({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    dev = config.storage_connection_string({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    from azure.storage.blob import BlobServiceClient  # the SDK itself reads it as the local Azurite
+    assert BlobServiceClient.from_connection_string(dev).url == "http://127.0.0.1:10000/devstoreaccount1/"
     assert config.storage_connection_string({"AZURE_STORAGE_CONNECTION_STRING": "X=1", "AzureWebJobsStorage": "Y"}) == "X=1"
     assert config.storage_connection_string({}) is None

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from shared import catalog
 from shared.errors import BadModelOutput, InvalidOption
 from shared.serving.base import ModelMetadata, TensorInfo
 from shared.tasks import get_task
@@ -364,7 +365,7 @@ def test_resize_scales_too_wide_images_to_fit():
 
 def test_options():
     t = get_task("pose")
-    assert isinstance(t, PoseTask) and t.settings_prefix == "HUMANPOSE"
+    assert isinstance(t, PoseTask) and catalog.by_task(t.name).prefix == "HUMANPOSE"
     assert t.parse_options({}).threshold == 0.1
     assert t.parse_options({"threshold": "0.25"}).threshold == 0.25
     for bad in ("x", -0.1, 1.5, True, "nan"):

@@ -12,13 +12,17 @@ from pathlib import Path
 from typing import List, Optional
 
 from scripts.tooling.modelsearch import PROJECT_ROOT
-from shared.config import (DEVELOPMENT_ACCOUNT, DEVELOPMENT_ACCOUNT_KEY,
-                           development_connection_string)
 
-# Azurite's well-known development account (public; documented by Microsoft).
-ACCOUNT = DEVELOPMENT_ACCOUNT
-ACCOUNT_KEY = DEVELOPMENT_ACCOUNT_KEY
-connection_string = development_connection_string
+# Azurite's well-known development account (public; documented by Microsoft). The app never needs
+# it: the Azure SDK reads UseDevelopmentStorage=true itself.
+ACCOUNT = "devstoreaccount1"
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def connection_string(host: str = "127.0.0.1", blob_port: int = 10000) -> str:
+    """The connection string of the Azurite development account at ``host:blob_port``."""
+    return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"BlobEndpoint=http://{host}:{blob_port}/{ACCOUNT};")
 
 
 def find_binary(name: str = "azurite") -> Optional[Path]:

@@ -27,15 +27,7 @@ from scripts.tooling import ovms
 from scripts.tooling.dockerutil import docker_available
 from scripts.tooling.modelsearch import PROJECT_ROOT, find_model, find_side_file, ovms_layout
 from scripts.tooling.upload import UploadError
-
-#: (Open Model Zoo name, name served by OVMS, side files, setting naming the side file)
-MODELS: List[Tuple[str, str, List[Tuple[str, str]]]] = [
-    ("human-pose-estimation-0001", "human-pose-estimation", []),
-    ("handwritten-japanese-recognition-0001", "handwritten-japanese-recognition",
-     [("kondate_nakayosi.txt", "HANDWRITTEN_CHARLIST_PATH")]),
-    ("colorization-v2", "colorization", [("colorization-v2.npy", "COLORIZATION_COEFFICIENTS_PATH")]),
-    ("person-detection-retail-0013", "object-detection", []),
-]
+from shared import catalog
 OFFLINE_HINT = ("Offline? Point the search path at local model copies, e.g.\n"
                 "  export OVAAS_MODELS_DIR=../shared/models-real:../shared/models-synthetic\n"
                 "or put them in models/<name>/1/ (OVMS layout) or models/<intel|public>/<name>/<FP16>/.")
@@ -57,11 +49,12 @@ def check_ports(ports: Dict[str, int]) -> None:
 
 
 def locate_models(detection_model: str, release: str, download: bool = True) -> List[dict]:
-    """Find (or download) each model and its side files; raise with instructions if missing."""
+    """Find (or download) each catalog endpoint's model and side files; raise with instructions
+    if one is missing (an optional side file, such as a labels file, may be absent)."""
     found, missing = [], []
-    for src, served, sides in MODELS:
-        if served == "object-detection":
-            src = detection_model
+    for endpoint in catalog.ENDPOINTS:
+        served = endpoint.model_name
+        src = detection_model if endpoint.task == "detection" else endpoint.omz_model
         path = find_model(src)
         if path is None and download:
             from scripts.tooling import omz
@@ -72,15 +65,20 @@ def locate_models(detection_model: str, release: str, download: bool = True) -> 
             except omz.DownloadError as exc:
                 _say(f"download failed: {exc}")
         side_paths = []
-        for fname, setting in sides:
-            side = find_side_file(src, fname)
-            if side is None:
+        for side in endpoint.side_files:
+            if side.filename is None:  # nothing to upload (e.g. the font)
+                continue
+            fname = side.filename.format(model=src)
+            if side.where == catalog.LABELS_FOLDER:  # optional: label ids are shown without it
+                labels = PROJECT_ROOT / "models" / "labels" / fname
+                if labels.is_file():
+                    side_paths.append((labels, side.setting))
+                continue
+            located = find_side_file(src, fname)
+            if located is None:
                 missing.append(f"{src}: side file {fname}")
             else:
-                side_paths.append((side, setting))
-        labels = PROJECT_ROOT / "models" / "labels" / f"{src}.txt"
-        if served == "object-detection" and labels.is_file():  # optional: ids are shown without it
-            side_paths.append((labels, "OBJECTDETECTION_LABELS_PATH"))
+                side_paths.append((located, side.setting))
         if path is None:
             missing.append(f"{src} (served as {served})")
             continue
@@ -203,9 +201,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         wait_port(args.ovms_port, proc, "model server")
         wait_models_ready(args.ovms_port, [m["name"] for m in models], proc)
         env = {"AZURE_STORAGE_CONNECTION_STRING": cs, "OVMS_API": args.api, **side_settings}
-        for prefix in ("HUMANPOSE", "HANDWRITTEN", "COLORIZATION", "OBJECTDETECTION"):
-            env[f"{prefix}_IPADDRESS"] = "127.0.0.1"
-            env[f"{prefix}_PORT"] = str(args.ovms_port)
+        for endpoint in catalog.ENDPOINTS:
+            env[f"{endpoint.prefix}_IPADDRESS"] = "127.0.0.1"
+            env[f"{endpoint.prefix}_PORT"] = str(args.ovms_port)
         if shutil.which("func"):
             cmd = ["func", "start", "--port", str(args.http_port)]
         else:

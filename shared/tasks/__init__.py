@@ -1,20 +1,15 @@
-"""Task registry: one module per model, imported lazily on first use (keeps cold start cheap)."""
+"""Task registry: one module per model (named in ``shared.catalog``), imported lazily on first use
+(keeps cold start cheap)."""
 from __future__ import annotations
 
 import importlib
 import threading
 from typing import TYPE_CHECKING, Dict
 
+from shared import catalog
+
 if TYPE_CHECKING:  # pragma: no cover
     from shared.tasks.base import Task
-
-# task name -> (module, class name)
-TASKS: Dict[str, tuple] = {
-    "pose": ("shared.tasks.pose", "PoseTask"),
-    "handwriting": ("shared.tasks.handwriting", "HandwritingTask"),
-    "colorization": ("shared.tasks.colorization", "ColorizationTask"),
-    "detection": ("shared.tasks.detection", "DetectionTask"),
-}
 
 _instances: Dict[str, "Task"] = {}
 _lock = threading.Lock()
@@ -28,7 +23,7 @@ def get_task(name: str) -> "Task":
     with _lock:
         task = _instances.get(name)
         if task is None:
-            module_name, class_name = TASKS[name]
+            module_name, class_name = catalog.by_task(name).task_class.split(":")
             cls = getattr(importlib.import_module(module_name), class_name)
             task = cls()
             _instances[name] = task
