@@ -93,6 +93,23 @@ def bench_model(label: str, served: str, base: Path, input_shape, output_name: s
         client.close()
 
 
+def pytorch_standin(base: Path) -> Path:
+    """A stand-in with the PyTorch variant's signature (data_l [1,1,256,256] -> color_ab
+    [1,2,256,256]; a 1x1 convolution), saved as ``base/1/model.xml``: the real weights of that
+    variant are not available here. Returns ``base``."""
+    import openvino as ov
+    import openvino.opset8 as ops
+
+    data = ops.parameter([1, 1, 256, 256], np.float32, name="data_l")
+    weights = ops.constant(np.array([0.3, -0.2], np.float32).reshape(2, 1, 1, 1))
+    conv = ops.convolution(data, weights, [1, 1], [0, 0], [0, 0], [1, 1])
+    conv.output(0).get_tensor().set_names({"color_ab"})
+    (base / "1").mkdir(parents=True, exist_ok=True)
+    ov.save_model(ov.Model([ops.result(conv)], [data], "colorization-pytorch-standin"),
+                  str(base / "1" / "model.xml"), compress_to_fp16=False)
+    return base
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, default=8)
@@ -109,10 +126,8 @@ def main() -> int:
         bench_model("caffe (real topology)", "colorization", synthetic, (1, 1, 224, 224), "class8_313_rh",
                     {"COLORIZATION_COEFFICIENTS_PATH": str(coeffs)}, args.iters, args.big, rows, stage_rows)
 
-    from tests.modelgen import colorization_models as gen
-
     with tempfile.TemporaryDirectory() as tmp:
-        base = gen.write(gen.pytorch_variant(10.0, 20.0, 0.3), Path(tmp), "color-pytorch")
+        base = pytorch_standin(Path(tmp) / "color-pytorch")
         bench_model("pytorch (generated)", "color-pytorch", base, (1, 1, 256, 256), "color_ab", {},
                     args.iters, args.big, rows, stage_rows)
 

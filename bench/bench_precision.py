@@ -64,7 +64,7 @@ def oracle(name: str, plugin: Dict[str, str], threshold: float):
 def ours(port: int, served: str, images: Dict[str, np.ndarray], threshold: float):
     """The endpoint's pipeline through the model server, in this process."""
     from shared import config, serving
-    from shared.tasks.base import Timings
+    from shared.timings import Timings
     from shared.tasks.detection import DetectionTask
 
     env = {"OBJECTDETECTION_IPADDRESS": "127.0.0.1", "OBJECTDETECTION_PORT": str(port),

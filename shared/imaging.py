@@ -214,8 +214,6 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 
 # ---- encoding ---------------------------------------------------------------------------------
 
-MIME_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
-
 
 def encode(image: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> bytes:
     """Encode a BGR uint8 image as JPEG or PNG bytes."""

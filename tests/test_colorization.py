@@ -16,9 +16,9 @@ import pytest
 
 from shared import resources
 from shared.errors import BadModelOutput, InvalidOption, ModelUnavailable
-from shared.serving.base import InferenceAdapter, ModelMetadata, ModelStatus, TensorInfo
+from shared.serving.base import CachedMetadataAdapter, ModelMetadata, ModelStatus, TensorInfo
 from shared.tasks import colorization as col
-from shared.tasks.base import Timings
+from shared.timings import Timings
 
 # ---- independent colour maths (numpy, CIE formulas) ------------------------------------------
 
@@ -97,10 +97,12 @@ def caffe_meta(h: int = 224, w: int = 224, bins: int = 313, out_hw=(56, 56),
                          {out_name: TensorInfo(out_name, (1, bins) + tuple(out_hw), "float32")})
 
 
-class FakeAdapter(InferenceAdapter):
-    """Returns fixed outputs (read-only, as np.frombuffer would) and records the inputs."""
+class FakeAdapter(CachedMetadataAdapter):
+    """Returns fixed outputs (read-only, as np.frombuffer would) and records the inputs as the
+    adapters send them (cast to the declared dtypes)."""
 
     def __init__(self, meta: ModelMetadata, outputs: Mapping[str, np.ndarray]) -> None:
+        super().__init__()
         self._fixed_meta = meta
         self._outputs = {}
         for k, v in outputs.items():
@@ -112,14 +114,11 @@ class FakeAdapter(InferenceAdapter):
     def _fetch_metadata(self) -> ModelMetadata:
         return self._fixed_meta
 
-    def metadata(self) -> ModelMetadata:
-        return self._fixed_meta
-
     def status(self) -> ModelStatus:
         return ModelStatus(self._fixed_meta.name, "1", True, "AVAILABLE")
 
     def infer(self, inputs):
-        self.inputs = {k: np.array(v) for k, v in inputs.items()}
+        self.inputs = self._typed_inputs(inputs)
         return dict(self._outputs)
 
 

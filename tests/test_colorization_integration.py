@@ -20,7 +20,7 @@ from emulators.ovms.launcher import start_server, write_config
 from scripts.tooling.modelsearch import find_model, find_side_file, model_xml
 from shared import config, resources, serving
 from shared.tasks import colorization as col
-from shared.tasks.base import Timings
+from shared.timings import Timings
 from tests.fixtures.functions_host import start_functions_host
 from tests.httpclient import request
 from tests.modelgen import colorization_models as gen

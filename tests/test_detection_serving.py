@@ -26,7 +26,7 @@ import pytest
 from emulators.ovms.launcher import start_server, write_config
 from scripts.tooling.modelsearch import PROJECT_ROOT, find_model, model_xml
 from shared import config, serving
-from shared.tasks.base import Timings
+from shared.timings import Timings
 from shared.tasks.detection import DetectionTask
 from tests import modelgen
 from tests.fixtures.functions_host import start_functions_host

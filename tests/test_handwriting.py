@@ -288,7 +288,7 @@ def _logits(charlist: List[str], text: str) -> np.ndarray:
 
 
 def test_run_single_line_exact(charlist):
-    from shared.tasks.base import Timings
+    from shared.timings import Timings
 
     task = HandwritingTask()
     gray = cv2.imread(str(SINGLE), cv2.IMREAD_GRAYSCALE)
@@ -311,7 +311,7 @@ def test_run_single_line_exact(charlist):
 
 
 def test_run_auto_splits_and_reports_lines(charlist):
-    from shared.tasks.base import Timings
+    from shared.timings import Timings
 
     task = HandwritingTask()
     img = cv2.imread(str(MULTI))
@@ -331,7 +331,7 @@ def test_run_auto_splits_and_reports_lines(charlist):
 
 
 def test_run_no_ink_is_empty_text_without_inference(charlist):
-    from shared.tasks.base import Timings
+    from shared.timings import Timings
 
     task = HandwritingTask()
     adapter = _FakeAdapter(_logits(charlist, "色"))
@@ -341,7 +341,7 @@ def test_run_no_ink_is_empty_text_without_inference(charlist):
 
 
 def test_run_allowed_digits(charlist):
-    from shared.tasks.base import Timings
+    from shared.timings import Timings
 
     task = HandwritingTask()
     scores = _logits(charlist, "色")
@@ -381,7 +381,7 @@ def test_bad_input_metadata_is_502():
     task = HandwritingTask()
     meta = ModelMetadata("hw", "1", {"x": TensorInfo("x", (1, 1, -1, -1), "float32")}, {})
     with pytest.raises(BadModelOutput):
-        task.model_io(meta)
+        task.bound(meta)
 
 
 # ---- rendering -------------------------------------------------------------------------------------------

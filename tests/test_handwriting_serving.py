@@ -23,7 +23,7 @@ import pytest
 from emulators.ovms.launcher import start_server, write_config
 from scripts.tooling.modelsearch import PROJECT_ROOT, find_model, find_side_file
 from shared import config, serving
-from shared.tasks.base import Timings
+from shared.timings import Timings
 from shared.tasks.handwriting import HandwritingTask
 from tests import modelgen
 from tests.fixtures.functions_host import start_functions_host

@@ -17,10 +17,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared import http, serving, tasks
+from shared import catalog, http, serving, tasks
 from shared.errors import ModelTimeout, ModelUnavailable
+from shared.options import opt_float
 from shared.serving.base import InferenceAdapter, ModelMetadata, ModelStatus, TensorInfo
-from shared.tasks.base import Task, opt_float
+from shared.tasks.base import Task
+
+PROBE = catalog.Endpoint(task="probe", task_class=f"{__name__}:ProbeTask", function="HttpTriggerProbe",
+                         compat_function="probe", prefix="PROBE", model_name="probe-model",
+                         omz_model="probe-model", sample_image="people1.jpeg")
 
 
 @dataclass(frozen=True)
@@ -34,10 +39,12 @@ class ProbeResult:
 
 class ProbeTask(Task):
     name = "probe"
-    settings_prefix = "PROBE"
 
     def parse_options(self, raw):
         return opt_float(raw, "scale", 1.0, 0.0, 10.0)
+
+    def bind(self, meta):
+        return meta.only_input().name
 
     def preprocess(self, image, meta, options):
         return {"x": image.reshape(-1, 3).mean(axis=0).astype(np.float32)}, None
@@ -69,7 +76,7 @@ class MemoryAdapter(InferenceAdapter):
 @pytest.fixture
 def adapter(monkeypatch):
     a = MemoryAdapter()
-    monkeypatch.setitem(tasks.TASKS, "probe", (__name__, "ProbeTask"))
+    monkeypatch.setattr(catalog, "ENDPOINTS", catalog.ENDPOINTS + (PROBE,))
     monkeypatch.setattr(serving, "get_adapter", lambda settings: a)
     tasks._instances.pop("probe", None)
     yield a
@@ -287,11 +294,23 @@ def test_bug_is_500_without_traceback(adapter, caplog):
     assert "ZeroDivisionError" in caplog.text  # the traceback goes to the log
 
 
-def test_misconfigured_setting_is_500_naming_it(adapter, monkeypatch):
-    monkeypatch.setenv("MAX_BODY_BYTES", "lots")
-    resp, data = call(body=png(), headers={"Content-Type": "image/png"})
-    assert_error(resp, data, 500, "internal_error")
-    assert "MAX_BODY_BYTES" in data["error"]["message"]
+@pytest.mark.parametrize("setting,value", [
+    ("MAX_BODY_BYTES", "AccountKey=S3cr3tPastedHere=="),
+    ("OVMS_TIMEOUT_SECONDS", "sk-live-S3cr3tPastedHere"),
+    ("PROBE_PORT", "S3cr3tPastedHere"),
+    ("OVMS_API", "S3cr3tPastedHere"),
+    ("OVMS_CONNECT_TIMEOUT_SECONDS", "inf"),
+])
+def test_misconfigured_setting_is_503_naming_it_without_its_value(adapter, monkeypatch, caplog, setting, value):
+    """A deployment fault, not a bug (503 + Retry-After, never 500), and a secret pasted into the
+    wrong setting is shown neither to the caller nor in the log."""
+    monkeypatch.setenv(setting, value)
+    with caplog.at_level(logging.DEBUG):
+        resp, data = call(body=png(), headers={"Content-Type": "image/png"})
+    assert_error(resp, data, 503, "misconfigured")
+    assert setting in data["error"]["message"] and resp.headers["Retry-After"] == "30"
+    assert "S3cr3t" not in data["error"]["message"] and "S3cr3t" not in caplog.text
+    assert setting in caplog.text
 
 
 def test_one_structured_log_line_per_request_without_secrets(adapter, caplog, monkeypatch):

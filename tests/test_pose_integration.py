@@ -21,7 +21,7 @@ import pytest
 from emulators.ovms.launcher import start_server, write_config
 from scripts.tooling.modelsearch import find_model
 from shared import config, serving
-from shared.tasks.base import Timings
+from shared.timings import Timings
 from shared.tasks.pose import KEYPOINT_NAMES, PoseOptions, PoseTask
 from tests import modelgen
 from tests.fixtures.functions_host import start_functions_host

@@ -289,6 +289,11 @@ def test_concurrent_calls_share_one_channel(server, api):
 def test_injected_stub_is_used():
     """The transport takes its stub as an argument: a test double needs no network."""
     class Stub:
+        def ModelMetadata(self, request, timeout):
+            r = service_pb2.ModelMetadataResponse(name="m", versions=["1"])
+            r.inputs.add(name="x", datatype="FP32", shape=[1])
+            return r
+
         def ModelInfer(self, request, timeout):
             r = service_pb2.ModelInferResponse()
             r.outputs.add(name="y", datatype="INT64", shape=[2])
@@ -307,6 +312,11 @@ def test_injected_stub_is_used():
 
 def test_bad_output_shape_is_502():
     class Stub:
+        def ModelMetadata(self, request, timeout):
+            r = service_pb2.ModelMetadataResponse(name="m", versions=["1"])
+            r.inputs.add(name="x", datatype="FP32", shape=[1])
+            return r
+
         def ModelInfer(self, request, timeout):
             r = service_pb2.ModelInferResponse()
             r.outputs.add(name="y", datatype="FP32", shape=[5])
@@ -339,3 +349,39 @@ def test_managed_channel_reports_unreachable_quickly():
         ch.ensure_ready("m")
     assert time.monotonic() - t < 0.6
     ch.close()
+
+
+@pytest.mark.parametrize("declared,np_type,expected", [
+    ("FP16", np.float16, [0.4, 2.0, 300.0]),
+    ("UINT8", np.uint8, [0, 2, 255]),       # rounded to whole levels and clipped, not wrapped
+    ("FP32", np.float32, [0.4, 2.0, 300.0]),
+])
+def test_inputs_are_cast_to_the_types_the_metadata_declares(declared, np_type, expected):
+    """Tasks compute in float32; the adapter sends each input as the model declares it (one place,
+    for every task), in C order whatever view the task handed over."""
+    sent = {}
+
+    class Stub:
+        def ModelMetadata(self, request, timeout):
+            r = service_pb2.ModelMetadataResponse(name="m", versions=["1"])
+            r.inputs.add(name="x", datatype=declared, shape=[1, 3])
+            return r
+
+        def ModelInfer(self, request, timeout):
+            sent["type"] = request.inputs[0].datatype
+            sent["shape"] = list(request.inputs[0].shape)
+            sent["values"] = np.frombuffer(request.raw_input_contents[0], np_type).tolist()
+            return service_pb2.ModelInferResponse()
+
+    class ReadyChannel:
+        channel = None
+
+        def ensure_ready(self, what):
+            return None
+
+    columns = np.array([[0.4, -7.0], [2.0, -7.0], [300.0, -7.0]], np.float32)
+    x = columns[:, 0][None]  # [1, 3], not contiguous
+    assert not x.flags.c_contiguous
+    KServeAdapter(ReadyChannel(), "m", None, 1.0, stub=Stub()).infer({"x": x})
+    assert sent["type"] == declared and sent["shape"] == [1, 3]
+    assert sent["values"] == pytest.approx(expected, rel=1e-3)

@@ -31,6 +31,11 @@ class ModelMetadata:
     inputs: Dict[str, TensorInfo] = field(default_factory=dict)
     outputs: Dict[str, TensorInfo] = field(default_factory=dict)
 
+    @property
+    def key(self) -> tuple:
+        """A hashable identity of this metadata version (tasks cache what they derive from it)."""
+        return (self.name, self.version, tuple(self.inputs.values()), tuple(self.outputs.values()))
+
     def only_input(self) -> TensorInfo:
         """The single input of a one-input model (raises BadModelOutput otherwise)."""
         from shared.errors import BadModelOutput
@@ -74,10 +79,8 @@ class InferenceAdapter(abc.ABC):
 
     @abc.abstractmethod
     def infer(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        """Run one inference: input name -> array in, output name -> array out."""
-
-    def close(self) -> None:  # pragma: no cover - default no-op
-        """Release the transport."""
+        """Run one inference: input name -> array in (cast to the dtype the metadata declares),
+        output name -> array out (read-only views of the answer where the transport allows)."""
 
 
 class CachedMetadataAdapter(InferenceAdapter):
@@ -105,3 +108,27 @@ class CachedMetadataAdapter(InferenceAdapter):
     @abc.abstractmethod
     def _fetch_metadata(self) -> ModelMetadata:
         """Ask the server for the model's metadata (uncached)."""
+
+    def _typed_inputs(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Each input as a C-contiguous array of the dtype the metadata declares (tasks compute
+        in float32; a model may take uint8, float16...). Names the metadata does not know are
+        left to the server to refuse."""
+        declared = self.metadata().inputs
+        out: Dict[str, np.ndarray] = {}
+        for name, array in inputs.items():
+            info = declared.get(name)
+            dtype = _numpy_dtype(info.dtype) if info is not None else None
+            if dtype is not None and array.dtype != dtype:
+                if dtype.kind in "iu" and array.dtype.kind == "f":
+                    info_ = np.iinfo(dtype)
+                    array = np.clip(np.rint(array), info_.min, info_.max)
+                array = array.astype(dtype)
+            out[name] = np.ascontiguousarray(array)
+        return out
+
+
+def _numpy_dtype(name: str) -> Optional[np.dtype]:
+    try:
+        return np.dtype(name)
+    except TypeError:
+        return None

@@ -3,24 +3,26 @@
 The channel is created once per model-server address per worker and reused. Before each call
 it is checked for readiness with a short connect timeout, so a model server that is down fails
 a request in well under a second instead of waiting for the inference deadline; reconnect
-back-off is capped low so the first request after the server returns gets through.
+back-off is capped low so the first request after the server returns gets through. Every call
+carries the invocation id as ``x-request-id`` metadata (``shared.logs``).
+
+Adapters do not log failures: they raise the app's error, and ``shared.http`` logs it once.
 """
 from __future__ import annotations
 
-import logging
+import collections
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Type
 
 import grpc
 
 from shared.errors import (ModelNotFound, ModelServerError, ModelTimeout, ModelUnavailable,
-                           OvaasError)
+                           ModelUnreachable, OvaasError)
+from shared.logs import request_metadata
 
 if TYPE_CHECKING:  # pragma: no cover
     from shared.serving.base import ModelStatus
-
-log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 #: deadline of a readiness check (health): short, never an inference deadline
@@ -66,19 +68,40 @@ def error_from_status(code: Optional[grpc.StatusCode], details: str, model: str,
     return cls(template.format(model=model, details=details, timeout=timeout))
 
 
+# error class -> readiness state (the first class the error is an instance of wins)
+_STATES: Tuple[Tuple[Type[OvaasError], str], ...] = (
+    (ModelUnreachable, "UNREACHABLE"), (ModelNotFound, "NOT_FOUND"), (ModelTimeout, "TIMEOUT"))
+
+
 def status_from_error(exc: OvaasError, name: str, version: Optional[str]) -> "ModelStatus":
     """The not-ready ModelStatus that a failed readiness call stands for."""
     from shared.serving.base import ModelStatus
 
-    if isinstance(exc, ModelUnavailable) and "unreachable" in exc.message:
-        state = "UNREACHABLE"
-    else:
-        state = {"model_not_found": "NOT_FOUND", "model_timeout": "TIMEOUT"}.get(exc.code, "UNAVAILABLE")
+    state = next((s for cls, s in _STATES if isinstance(exc, cls)), "UNAVAILABLE")
     return ModelStatus(name, version, False, state, exc.message)
 
 
+class _CallDetails(collections.namedtuple(
+        "_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")),
+        grpc.ClientCallDetails):
+    """The details of one call, with metadata added."""
+
+
+class _ForwardInvocationId(grpc.UnaryUnaryClientInterceptor):
+    """Adds ``x-request-id: <invocation id>`` to every unary call made inside a request."""
+
+    def intercept_unary_unary(self, continuation: Callable, details: Any, request: Any) -> Any:
+        extra = request_metadata()
+        if extra:
+            details = _CallDetails(details.method, details.timeout, tuple(details.metadata or ()) + extra,
+                                   details.credentials, getattr(details, "wait_for_ready", None),
+                                   getattr(details, "compression", None))
+        return continuation(details, request)
+
+
 class ManagedChannel:
-    """A gRPC channel to one address whose readiness is tracked and checked before calls."""
+    """A gRPC channel to one address whose readiness is tracked and checked before calls.
+    ``channel`` is the connection; stubs are built on ``calls``, which adds the request id."""
 
     def __init__(self, address: str, connect_timeout_s: float,
                  channel_factory: Optional[Callable[[str], grpc.Channel]] = None) -> None:
@@ -86,6 +109,7 @@ class ManagedChannel:
         self.connect_timeout_s = connect_timeout_s
         factory = channel_factory or (lambda a: grpc.insecure_channel(a, options=CHANNEL_OPTIONS))
         self.channel = factory(address)
+        self.calls = grpc.intercept_channel(self.channel, _ForwardInvocationId())
         self._state: Optional[grpc.ChannelConnectivity] = None
         self._lock = threading.Lock()
         self.channel.subscribe(self._on_state, try_to_connect=True)
@@ -106,9 +130,7 @@ class ManagedChannel:
             future.result(timeout=self.connect_timeout_s)
         except grpc.FutureTimeoutError:
             future.cancel()
-            log.warning("model server %s unreachable (%s)", self.address,
-                        self._state.name if self._state else "unknown")
-            raise ModelUnavailable(f"model server for {what} is unreachable", retry_after=1) from None
+            raise ModelUnreachable(f"model server for {what} is unreachable") from None
 
     def stop_watching(self) -> None:
         """Stop tracking connectivity (gRPC's polling thread exits within ~0.2 s)."""

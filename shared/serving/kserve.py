@@ -6,7 +6,6 @@ The stub is injectable so tests can swap the transport.
 """
 from __future__ import annotations
 
-import logging
 from typing import Any, Dict, Mapping, Optional
 
 import grpc
@@ -14,11 +13,12 @@ import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from shared.errors import BadModelOutput, ModelServerError, OvaasError
+from shared.logs import get_logger
 from shared.serving.base import CachedMetadataAdapter, ModelMetadata, ModelStatus, TensorInfo
 from shared.serving.grpc_common import (READINESS_DEADLINE_S, ManagedChannel, error_from_status,
                                          status_from_error)
 
-log = logging.getLogger(__name__)
+log = get_logger("serving.kserve")
 
 # KServe v2 datatype <-> numpy
 _KSERVE_TO_NP = {
@@ -36,7 +36,7 @@ class KServeAdapter(CachedMetadataAdapter):
                  timeout_s: float, metadata_ttl_s: float = 300.0, stub: Any = None) -> None:
         super().__init__(metadata_ttl_s)
         self._channel = channel
-        self._stub = stub or service_pb2_grpc.GRPCInferenceServiceStub(channel.channel)
+        self._stub = stub or service_pb2_grpc.GRPCInferenceServiceStub(channel.calls)
         self.model_name = model_name
         self.model_version = "" if model_version is None else str(model_version)
         self.timeout_s = timeout_s
@@ -49,11 +49,9 @@ class KServeAdapter(CachedMetadataAdapter):
         self._channel.ensure_ready(self._label)
         try:
             return getattr(self._stub, method)(request, timeout=timeout)
-        except grpc.RpcError as exc:
+        except grpc.RpcError as exc:  # logged once, by shared.http, as the error it maps to
             code = exc.code() if hasattr(exc, "code") else None
             details = exc.details() if hasattr(exc, "details") else str(exc)
-            log.warning("KServe %s on %s failed: %s %s", method, self._label,
-                        code.name if code else "?", details)
             raise error_from_status(code, details, self._label, timeout) from None
 
     # -- interface ---------------------------------------------------------------------------
@@ -107,8 +105,7 @@ class KServeAdapter(CachedMetadataAdapter):
     def infer(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         request = service_pb2.ModelInferRequest(model_name=self.model_name,
                                                 model_version=self.model_version)
-        for name, array in inputs.items():
-            array = np.ascontiguousarray(array)
+        for name, array in self._typed_inputs(inputs).items():
             datatype = _NP_TO_KSERVE.get(array.dtype.name)
             if datatype is None:
                 raise ModelServerError(f"cannot send a {array.dtype} tensor over KServe")
@@ -138,9 +135,6 @@ class KServeAdapter(CachedMetadataAdapter):
                                      f"{list(shape)}") from None
             outputs[tensor.name] = array
         return outputs
-
-    def close(self) -> None:
-        self._channel.close()
 
 
 def _from_contents(tensor: Any, np_type: Any, shape: tuple) -> np.ndarray:

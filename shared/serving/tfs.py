@@ -7,7 +7,6 @@ on ``__context__``, so both adapters go through the same status table.
 """
 from __future__ import annotations
 
-import logging
 from typing import Any, Dict, Mapping, Optional
 
 import grpc
@@ -21,8 +20,6 @@ from shared.errors import BadModelOutput, ModelServerError, OvaasError
 from shared.serving.base import CachedMetadataAdapter, ModelMetadata, ModelStatus, TensorInfo
 from shared.serving.grpc_common import (READINESS_DEADLINE_S, ManagedChannel, error_from_status,
                                          status_from_error)
-
-log = logging.getLogger(__name__)
 
 # When ovmsclient hides the gRPC status, its exception class tells the status.
 _CLASS_TO_STATUS = {
@@ -48,8 +45,8 @@ class TfsAdapter(CachedMetadataAdapter):
         self._channel = channel
         self._client = client or GrpcClient(
             channel.channel,
-            prediction_service_pb2_grpc.PredictionServiceStub(channel.channel),
-            model_service_pb2_grpc.ModelServiceStub(channel.channel))
+            prediction_service_pb2_grpc.PredictionServiceStub(channel.calls),
+            model_service_pb2_grpc.ModelServiceStub(channel.calls))
         self.model_name = model_name
         self.model_version = model_version or 0  # 0 = latest for ovmsclient
         self.timeout_s = timeout_s
@@ -67,10 +64,9 @@ class TfsAdapter(CachedMetadataAdapter):
         except ovms_errors.BadResponseError as exc:
             raise BadModelOutput(f"model server sent a malformed answer for {self._label}: {exc}") from None
         except (ovms_errors.ModelServerError, TimeoutError, ConnectionError) as exc:
-            # ovmsclient's own classes, and the builtins it raises, for gRPC failures
+            # ovmsclient's own classes, and the builtins it raises, for gRPC failures; logged
+            # once, by shared.http, as the error it maps to
             code, details = _status_of(exc)
-            log.warning("TFS %s on %s failed: %s %s", method, self._label,
-                        code.name if code else "?", details)
             raise error_from_status(code, details, self._label, timeout) from None
         except (TypeError, ValueError) as exc:  # ovmsclient validates inputs client-side
             raise ModelServerError(f"request for {self._label} could not be built: {exc}") from None
@@ -104,8 +100,7 @@ class TfsAdapter(CachedMetadataAdapter):
                            str(raw[version].get("error_message", "")))
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        arrays = {name: np.ascontiguousarray(a) for name, a in inputs.items()}
-        result = self._call("predict", self.timeout_s, inputs=arrays)
+        result = self._call("predict", self.timeout_s, inputs=self._typed_inputs(inputs))
         if isinstance(result, np.ndarray):  # ovmsclient returns a bare array for one output
             outputs = self.metadata().outputs
             if len(outputs) != 1:
@@ -114,9 +109,6 @@ class TfsAdapter(CachedMetadataAdapter):
         if not isinstance(result, dict):
             raise BadModelOutput(f"model {self._label} returned an unexpected answer")
         return result
-
-    def close(self) -> None:
-        self._channel.close()
 
 
 def _status_of(exc: BaseException):

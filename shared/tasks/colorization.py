@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import io
-import logging
 import threading
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -32,11 +31,14 @@ import cv2
 import numpy as np
 
 from shared import imaging, resources
-from shared.errors import BadModelOutput, ModelUnavailable
+from shared.errors import BadModelOutput, Misconfigured
+from shared.formats import MIME_TYPES
+from shared.logs import get_logger
+from shared.options import opt_bool, opt_choice, opt_int
 from shared.serving.base import ModelMetadata, TensorInfo
-from shared.tasks.base import Task, opt_bool, opt_choice, opt_int
+from shared.tasks.base import Task
 
-log = logging.getLogger(__name__)
+log = get_logger("tasks.colorization")
 
 COEFFICIENTS_SETTING = "COLORIZATION_COEFFICIENTS_PATH"
 AB_OUTPUT = "color_ab"  # PyTorch variant
@@ -106,7 +108,7 @@ class ColorizationResult:
         """``picture`` encoded with this result's format, as base64."""
         data = imaging.encode(picture, self.output_format, self.quality)
         return EncodedImage(base64.b64encode(data).decode("ascii"),
-                            imaging.MIME_TYPES[self.output_format],
+                            MIME_TYPES[self.output_format],
                             int(picture.shape[1]), int(picture.shape[0]))
 
     def to_dict(self) -> Dict[str, Any]:
@@ -122,7 +124,6 @@ class ModelLayout:
     """What the served model takes and returns, as read from its metadata."""
 
     input_name: str
-    input_dtype: str
     height: int
     width: int
     output_name: str
@@ -138,13 +139,13 @@ class _Context:
 
 # ---- the task --------------------------------------------------------------------------------
 
-class ColorizationTask(Task):
+class ColorizationTask(Task[ModelLayout]):
     """colorization-v2: grey photo in, colour photo out."""
 
     name = "colorization"
-    settings_prefix = "COLORIZATION"
 
     def __init__(self) -> None:
+        super().__init__()
         self._coeff_lock = threading.Lock()
         self._coefficients: Dict[str, np.ndarray] = {}  # location -> (2, K) float32
 
@@ -160,11 +161,11 @@ class ColorizationTask(Task):
     # -- side file
     def coefficients(self) -> np.ndarray:
         """The bins' ab centres as a (2, K) float32 matrix, read once per location."""
-        location = resources.locate(COEFFICIENTS_SETTING, None)
+        location = resources.locate(COEFFICIENTS_SETTING)
         if not location:
-            raise ModelUnavailable(
+            raise Misconfigured(
                 f"the served colorization model outputs ab bins ({BINS_OUTPUT}), which need the "
-                f"colour coefficients; set {COEFFICIENTS_SETTING}", retry_after=30)
+                f"colour coefficients; set {COEFFICIENTS_SETTING}")
         cached = self._coefficients.get(location)
         if cached is not None:
             return cached
@@ -178,14 +179,16 @@ class ColorizationTask(Task):
         return cached
 
     # -- pipeline
+    def bind(self, meta: ModelMetadata) -> ModelLayout:
+        """Input name and size, and the variant (PyTorch ab or Caffe bins), from the metadata."""
+        return model_layout(meta)
+
     def preprocess(self, image: np.ndarray, meta: ModelMetadata, options: ColorizationOptions
                    ) -> Tuple[Dict[str, np.ndarray], _Context]:
-        layout = model_layout(meta)
+        layout = self.bound(meta)
         lightness = lightness_of(image)
         model_l = cv2.resize(lightness, (layout.width, layout.height), interpolation=cv2.INTER_LINEAR)
-        tensor = model_l.reshape(1, 1, layout.height, layout.width)
-        if layout.input_dtype != "float32":
-            tensor = tensor.astype(layout.input_dtype)
+        tensor = model_l.reshape(1, 1, layout.height, layout.width)  # float32; the adapter casts
         context = _Context(lightness, layout, image if options.compare else None)
         return {layout.input_name: tensor}, context
 
@@ -233,7 +236,7 @@ def model_layout(meta: ModelMetadata) -> ModelLayout:
         raise BadModelOutput(f"model {meta.name!r} input {info.name!r} is {dtype}; colorization "
                              "feeds a floating-point L channel")
     output, variant = _pick_output(meta)
-    return ModelLayout(info.name, dtype, height, width, output.name, variant)
+    return ModelLayout(info.name, height, width, output.name, variant)
 
 
 def _pick_output(meta: ModelMetadata) -> Tuple[TensorInfo, str]:
@@ -316,12 +319,12 @@ def _parse_coefficients(data: bytes, location: str) -> np.ndarray:
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
     except Exception:  # np.load raises several types on a broken file
-        raise ModelUnavailable(f"colour coefficients at {location} (setting {COEFFICIENTS_SETTING}) "
-                               "are not a readable .npy file", retry_after=30) from None
+        raise Misconfigured(f"colour coefficients at {location} (setting {COEFFICIENTS_SETTING}) "
+                            "are not a readable .npy file") from None
     if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] < 2 or \
             not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
-        raise ModelUnavailable(f"colour coefficients at {location} (setting {COEFFICIENTS_SETTING}) "
-                               f"have shape {list(arr.shape)}; expected finite [K,2]", retry_after=30)
+        raise Misconfigured(f"colour coefficients at {location} (setting {COEFFICIENTS_SETTING}) "
+                            f"have shape {list(arr.shape)}; expected finite [K,2]")
     return np.ascontiguousarray(arr.T, dtype=np.float32)
 
 

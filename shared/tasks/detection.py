@@ -27,7 +27,6 @@ first (``confidence`` is a number here, where CVAT's functions send a string).
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -36,11 +35,13 @@ import cv2
 import numpy as np
 
 from shared import resources
-from shared.errors import BadModelOutput, ModelUnavailable
+from shared.errors import BadModelOutput, Misconfigured
+from shared.logs import get_logger
+from shared.options import opt_float, opt_int
 from shared.serving.base import ModelMetadata, TensorInfo
-from shared.tasks.base import Task, opt_float, opt_int
+from shared.tasks.base import Task
 
-log = logging.getLogger(__name__)
+log = get_logger("tasks.detection")
 
 LABELS_SETTING = "OBJECTDETECTION_LABELS_PATH"
 DEFAULT_THRESHOLD = 0.5
@@ -52,6 +53,12 @@ _LABELS_NAMES = ("labels",)
 
 FORM_SSD = "detection_out"
 FORM_BOXES = "boxes"
+
+# Drawing: box line thickness is the picture's shorter side over LINE_DIVISOR; caption font scale
+# is the shorter side over FONT_DIVISOR, at least MIN_FONT_SCALE.
+LINE_DIVISOR = 300
+FONT_DIVISOR = 900
+MIN_FONT_SCALE = 0.4
 
 
 # ---- options and results ----------------------------------------------------------------------
@@ -99,7 +106,6 @@ class InputSpec:
     height: int
     width: int
     nhwc: bool
-    dtype: str  # "float32" or "uint8"
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,14 @@ class OutputSpec:
     form: str  # FORM_SSD | FORM_BOXES
     detections: str  # the [.., 7] output (SSD) or the [.., 5] boxes output
     labels: Optional[str] = None  # the labels output of the boxes form (None: all label 0)
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A served detector as this task sees it: where the image goes, what comes back."""
+
+    input: InputSpec
+    output: OutputSpec
 
 
 def input_spec(meta: ModelMetadata) -> InputSpec:
@@ -130,8 +144,7 @@ def input_spec(meta: ModelMetadata) -> InputSpec:
     if h <= 0 or w <= 0:
         raise BadModelOutput(f"model {meta.name!r} input {info.name!r} has a dynamic size "
                              f"{list(shape)}; this endpoint needs a static input size")
-    dtype = "uint8" if info.dtype == "uint8" else "float32"
-    return InputSpec(info.name, h, w, nhwc, dtype)
+    return InputSpec(info.name, h, w, nhwc)
 
 
 def _named(outputs: Mapping[str, TensorInfo], names: Tuple[str, ...]) -> Optional[str]:
@@ -205,13 +218,13 @@ def parse_labels(text: str) -> Dict[int, str]:
 
 # ---- the task ---------------------------------------------------------------------------------
 
-class DetectionTask(Task):
+class DetectionTask(Task[Detector]):
     """SSD-style object detection: boxes with labels and confidences."""
 
     name = "detection"
-    settings_prefix = "OBJECTDETECTION"
 
     def __init__(self) -> None:
+        super().__init__()
         self._labels_lock = threading.Lock()
         self._labels: Tuple[Optional[str], Dict[int, str]] = (None, {})
 
@@ -226,7 +239,7 @@ class DetectionTask(Task):
     # -- labels
     def label_names(self) -> Dict[int, str]:
         """The configured {id: name} map (empty without a labels file); re-read if the setting changes."""
-        location = resources.locate(LABELS_SETTING, None)
+        location = resources.locate(LABELS_SETTING)
         if location is None:
             return {}
         cached_location, names = self._labels
@@ -237,30 +250,33 @@ class DetectionTask(Task):
             try:
                 names = parse_labels(text)
             except ValueError as exc:
-                raise ModelUnavailable(f"labels file {location} (setting {LABELS_SETTING}) is "
-                                       f"invalid: {exc}", retry_after=30) from None
+                raise Misconfigured(f"labels file {location} (setting {LABELS_SETTING}) is "
+                                    f"invalid: {exc}") from None
             self._labels = (location, names)
             log.info("loaded %d labels from %s", len(names), location)
         return names
 
     # -- pipeline
+    def bind(self, meta: ModelMetadata) -> Detector:
+        """Input spec and output form; a model that is not a detector is refused here, before
+        any inference is spent on it."""
+        return Detector(input_spec(meta), output_spec(meta))
+
     def preprocess(self, image: np.ndarray, meta: ModelMetadata, options: DetectionOptions
                    ) -> Tuple[Dict[str, np.ndarray], Tuple[int, int, InputSpec]]:
-        """Stretch-resize to the model input, BGR 0..255, NCHW (or NHWC) float32."""
-        spec = input_spec(meta)
-        output_spec(meta)  # refuse a non-detector before spending an inference on it
+        """Stretch-resize to the model input, BGR 0..255 in whole levels, NCHW (or NHWC) float32
+        (the adapter casts it for a uint8 input)."""
+        spec = self.bound(meta).input
         blob = resize_input(image, spec.height, spec.width)
-        if spec.dtype == "uint8":
-            blob = blob.astype(np.uint8)
         blob = blob[None] if spec.nhwc else blob.transpose(2, 0, 1)[None]
         h, w = image.shape[:2]
-        return {spec.name: np.ascontiguousarray(blob)}, (h, w, spec)
+        return {spec.name: blob}, (h, w, spec)
 
     def postprocess(self, outputs: Mapping[str, np.ndarray], context: Tuple[int, int, InputSpec],
                     meta: ModelMetadata, options: DetectionOptions) -> DetectionResult:
         """Model outputs -> detections in original-image pixels, best first."""
         height, width, spec = context
-        out = output_spec(meta)
+        out = self.bound(meta).output
         if out.form == FORM_SSD:
             boxes, scores, label_ids = decode_ssd(_output(outputs, out.detections, meta))
             boxes = boxes * np.array([width, height, width, height], np.float64)
@@ -374,8 +390,8 @@ def draw_detections(image: np.ndarray, result: DetectionResult) -> np.ndarray:
     """Draw each detection as a rectangle with a filled caption "label 0.93" (BGR uint8 copy)."""
     canvas = np.ascontiguousarray(image.copy())
     h, w = canvas.shape[:2]
-    thick = max(1, int(round(min(h, w) / 300)))
-    font_scale = max(0.4, min(h, w) / 900)
+    thick = max(1, int(round(min(h, w) / LINE_DIVISOR)))
+    font_scale = max(MIN_FONT_SCALE, min(h, w) / FONT_DIVISOR)
     # lowest confidence first so the best boxes end up on top
     for det in reversed(result.detections):
         color = tuple(int(c) for c in _PALETTE[det.label_id % len(_PALETTE)])

@@ -23,7 +23,6 @@ more lines. ``render`` shows the picture with the recognised text under it.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,20 +31,28 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import cv2
 import numpy as np
 
-from shared import imaging, resources
-from shared.errors import BadModelOutput, InvalidOption
+from shared import config, imaging, resources
+from shared.errors import BadModelOutput, InvalidOption, Misconfigured
+from shared.logs import get_logger
+from shared.options import opt_choice, opt_int, opt_str
 from shared.serving.base import InferenceAdapter, ModelMetadata
 from shared.tasks import ctc, textlines
-from shared.tasks.base import Task, Timings, opt_choice, opt_int, opt_str
+from shared.tasks.base import Task
+from shared.timings import Timings
 
-log = logging.getLogger(__name__)
+log = get_logger("tasks.handwriting")
 
+# The char list's default location (the catalog's) is beside the model in the app's storage account.
 CHARLIST_SETTING = "HANDWRITTEN_CHARLIST_PATH"
-# Beside the model in the app's storage account, where the model download puts it.
-DEFAULT_CHARLIST = "az://ovms/handwritten-japanese-recognition/kondate_nakayosi.txt"
 FONT_SETTING = "HANDWRITTEN_FONT_PATH"
 OUTPUT_NAME = "output"
 LINE_MODES = ("auto", "single")
+
+# Drawing: line frames are the picture's shorter side over FRAME_DIVISOR thick; the text panel's
+# font size is its width over FONT_DIVISOR, within FONT_SIZE_RANGE.
+FRAME_DIVISOR = 300
+FONT_DIVISOR = 16
+FONT_SIZE_RANGE = (14, 48)
 
 
 # ---- options and results -----------------------------------------------------------------------
@@ -120,22 +127,22 @@ class _LineInput:
 
 
 @dataclass(frozen=True)
-class _Model:
+class Recognizer:
+    """The served recognizer's line input and score output, from its metadata."""
+
     input_name: str
     height: int
     width: int
     channels: int
-    dtype: np.dtype
     output_name: str
 
 
 # ---- the task ------------------------------------------------------------------------------------
 
-class HandwritingTask(Task):
+class HandwritingTask(Task[Recognizer]):
     """handwritten-japanese-recognition-0001 behind ``HttpTriggerHandwritten``."""
 
     name = "handwriting"
-    settings_prefix = "HANDWRITTEN"
 
     def parse_options(self, raw: Mapping[str, Any]) -> HandwritingOptions:
         allowed = opt_str(raw, "allowed", None, max_len=5000)
@@ -151,13 +158,15 @@ class HandwritingTask(Task):
 
     def charlist(self) -> Tuple[str, ...]:
         """The decoding characters (class i = entry i-1), read once per worker."""
-        location = resources.locate(CHARLIST_SETTING, DEFAULT_CHARLIST) or DEFAULT_CHARLIST
+        location = resources.locate(CHARLIST_SETTING)
+        if not location:
+            raise Misconfigured(f"set {CHARLIST_SETTING} to the model's char list")
         return _parse_charlist(location, resources.read_text(location, CHARLIST_SETTING))
 
     # -- model contract
 
-    def model_io(self, meta: ModelMetadata) -> _Model:
-        """Input name/size/type and output name from the metadata (502 when they do not fit)."""
+    def bind(self, meta: ModelMetadata) -> Recognizer:
+        """Input name/size and output name from the metadata (502 when they do not fit)."""
         info = meta.only_input()
         try:
             height, width = imaging.nchw_hw(info.shape)
@@ -174,11 +183,7 @@ class HandwritingTask(Task):
         else:
             raise BadModelOutput(f"model {meta.name!r} has no output {OUTPUT_NAME!r} "
                                  f"(outputs: {', '.join(meta.outputs) or 'none'})")
-        try:
-            dtype = np.dtype(info.dtype or "float32")
-        except TypeError:
-            dtype = np.dtype(np.float32)
-        return _Model(info.name, height, width, channels, dtype, out)
+        return Recognizer(info.name, height, width, channels, out)
 
     # -- one line (the Task interface: the whole picture as one line)
 
@@ -186,22 +191,20 @@ class HandwritingTask(Task):
                    ) -> Tuple[Dict[str, np.ndarray], _LineInput]:
         gray, _ = textlines.dark_on_light(image)
         h, w = gray.shape
-        return self._line_inputs(gray, textlines.LineBox(0, 0, w, h), self.model_io(meta))
+        return self._line_inputs(gray, textlines.LineBox(0, 0, w, h), self.bound(meta))
 
-    def _line_inputs(self, gray: np.ndarray, box: textlines.LineBox, model: _Model
+    def _line_inputs(self, gray: np.ndarray, box: textlines.LineBox, model: Recognizer
                      ) -> Tuple[Dict[str, np.ndarray], _LineInput]:
         crop = gray[box.y0:box.y1, box.x0:box.x1]
         line, scale = textlines.line_input(crop, model.height, model.width)
-        tensor = line[None, None]
+        tensor = line[None, None]  # float32; the adapter casts it to the model's input type
         if model.channels == 3:
             tensor = np.repeat(tensor, 3, axis=1)
-        if tensor.dtype != model.dtype:
-            tensor = tensor.astype(model.dtype)
         return {model.input_name: tensor}, _LineInput(box, scale)
 
     def postprocess(self, outputs: Mapping[str, np.ndarray], context: _LineInput, meta: ModelMetadata,
                     options: HandwritingOptions) -> HandwritingResult:
-        line = self._decode_line(outputs, context, self.model_io(meta), options, 0,
+        line = self._decode_line(outputs, context, self.bound(meta), options, 0,
                                  self._allowed(options))
         return HandwritingResult((line,), inverted=False, split=False)
 
@@ -215,7 +218,7 @@ class HandwritingTask(Task):
             log.info("allowed characters not in the char list are ignored: %s", "".join(missing[:20]))
         return mask
 
-    def _decode_line(self, outputs: Mapping[str, np.ndarray], line: _LineInput, model: _Model,
+    def _decode_line(self, outputs: Mapping[str, np.ndarray], line: _LineInput, model: Recognizer,
                      options: HandwritingOptions, index: int, allowed: Optional[np.ndarray]
                      ) -> LineResult:
         scores = _scores(outputs, model.output_name)
@@ -243,9 +246,8 @@ class HandwritingTask(Task):
     # -- the whole request
 
     def run(self, image: np.ndarray, adapter: InferenceAdapter, options: HandwritingOptions,
-            timings: Timings) -> HandwritingResult:
-        meta = adapter.metadata()
-        model = self.model_io(meta)
+            timings: Timings, meta: Optional[ModelMetadata] = None) -> HandwritingResult:
+        model = self.bound(meta or adapter.metadata())
         allowed = self._allowed(options)  # loads the char list; 400 before any inference
         with timings.stage("preprocess"):
             gray, inverted = textlines.dark_on_light(image)
@@ -278,9 +280,7 @@ def _parse_charlist(location: str, text: str) -> Tuple[str, ...]:
     # As the demo reads it: the file's characters in order, newlines removed.
     chars = tuple(text.replace("\r", "").replace("\n", ""))
     if not chars:
-        from shared.errors import ModelUnavailable
-
-        raise ModelUnavailable(f"the char list {location} ({CHARLIST_SETTING}) is empty", retry_after=30)
+        raise Misconfigured(f"the char list {location} ({CHARLIST_SETTING}) is empty")
     return chars
 
 
@@ -340,7 +340,7 @@ def _package_font(module: str, filename: str) -> Optional[str]:
 @functools.lru_cache(maxsize=1)
 def japanese_font_path() -> Optional[str]:
     """Path of a font with Japanese glyphs, or None (rendering then falls back to boxes)."""
-    configured = os.environ.get(FONT_SETTING, "").strip()
+    configured = config.side_file_location(FONT_SETTING)
     candidates: List[Optional[str]] = [configured or None,
                                        _package_font("pylopdf_fonts_cjk", "NotoSansJP-Regular.otf"),
                                        _package_font("noto_cjk_sans_jp_regular", "NotoSansCJKjp-Regular.otf")]
@@ -376,7 +376,7 @@ def render_result(image: np.ndarray, result: HandwritingResult) -> np.ndarray:
 
     picture = np.ascontiguousarray(image).copy()
     h, w = picture.shape[:2]
-    thick = max(1, int(round(min(h, w) / 300)))
+    thick = max(1, int(round(min(h, w) / FRAME_DIVISOR)))
     if result.split:
         for i, line in enumerate(result.lines):
             x, y, bw, bh = line.box
@@ -385,7 +385,7 @@ def render_result(image: np.ndarray, result: HandwritingResult) -> np.ndarray:
     texts = [line.text for line in result.lines] or [""]
     texts = [t if t else "(no text recognised)" for t in texts]
     panel_w = max(w, 320)
-    size = int(np.clip(panel_w / 16, 14, 48))
+    size = int(np.clip(panel_w / FONT_DIVISOR, *FONT_SIZE_RANGE))
     font = _font(size)
     if font is not None:
         longest = max(font.getlength(t) for t in texts)

@@ -31,7 +31,6 @@ for a keypoint candidate (default 0.1, as OMZ's demo). Lower finds more (and wea
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -40,10 +39,12 @@ import numpy as np
 
 from shared.errors import BadModelOutput
 from shared.imaging import nchw_hw
+from shared.logs import get_logger
+from shared.options import opt_float
 from shared.serving.base import ModelMetadata
-from shared.tasks.base import Task, opt_float
+from shared.tasks.base import Task
 
-log = logging.getLogger("ovaas.pose")
+log = get_logger("tasks.pose")
 
 KEYPOINT_NAMES: Tuple[str, ...] = (
     "nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
@@ -70,6 +71,12 @@ MIN_PAF_ALIGNMENT = 0.05
 MIN_SUCCESS_RATIO = 0.8
 MIN_PARTS = 3
 DELTA = 0.5
+
+# Drawing: limb thickness and keypoint radius are the picture's longer side over these, limbs are
+# blended over the picture with this opacity.
+LIMB_THICKNESS_DIVISOR = 200
+KEYPOINT_RADIUS_DIVISOR = 250
+LIMB_OPACITY = 0.6
 
 
 # ---- results ---------------------------------------------------------------------------------
@@ -376,18 +383,25 @@ _LIMB_COLOURS = tuple(_colour(i) for i in range(len(LIMBS)))
 _DRAWN_LIMBS = tuple(i for i, limb in enumerate(LIMBS) if limb not in ((2, 16), (5, 17)))
 
 
-class PoseTask(Task):
+@dataclass(frozen=True)
+class PoseModel:
+    """The pose model's image input, from its metadata."""
+
+    input_name: str
+    height: int
+    width: int
+
+
+class PoseTask(Task[PoseModel]):
     """human-pose-estimation-0001: people with 18 named keypoints each."""
 
     name = "pose"
-    settings_prefix = "HUMANPOSE"
 
     def parse_options(self, raw: Mapping[str, Any]) -> PoseOptions:
         return PoseOptions(threshold=opt_float(raw, "threshold", DEFAULT_THRESHOLD, 0.0, 1.0))
 
-    def preprocess(self, image: np.ndarray, meta: ModelMetadata, options: Any
-                   ) -> Tuple[Dict[str, np.ndarray], PoseContext]:
-        """Keep aspect, height -> input height (or width -> input width if too wide), pad with 0."""
+    def bind(self, meta: ModelMetadata) -> PoseModel:
+        """The single [1,3,H,W] BGR input (502 for anything else)."""
         info = meta.only_input()
         try:
             in_h, in_w = nchw_hw(info.shape)
@@ -396,12 +410,19 @@ class PoseTask(Task):
         if info.shape[1] != 3:
             raise BadModelOutput(f"model {meta.name!r} expects {info.shape[1]} channels; "
                                  "this endpoint feeds 3 (BGR)")
+        return PoseModel(info.name, in_h, in_w)
+
+    def preprocess(self, image: np.ndarray, meta: ModelMetadata, options: Any
+                   ) -> Tuple[Dict[str, np.ndarray], PoseContext]:
+        """Keep aspect, height -> input height (or width -> input width if too wide), pad with 0."""
+        model = self.bound(meta)
+        in_h, in_w = model.height, model.width
         resized = resize_keep_aspect(image, in_h, in_w)
         rh, rw = resized.shape[:2]
         blob = np.zeros((1, 3, in_h, in_w), dtype=np.float32)
         blob[0, :, :rh, :rw] = resized.transpose(2, 0, 1)
         ctx = PoseContext(image.shape[1], image.shape[0], rw, rh, in_w, in_h)
-        return {info.name: blob}, ctx
+        return {model.input_name: blob}, ctx
 
     def postprocess(self, outputs: Mapping[str, np.ndarray], context: PoseContext,
                     meta: ModelMetadata, options: Any) -> PoseResult:
@@ -417,8 +438,8 @@ class PoseTask(Task):
         if not result.people:
             return canvas
         side = max(canvas.shape[:2])
-        thick = max(2, int(round(side / 200)))
-        radius = max(2, int(round(side / 250)))
+        thick = max(2, int(round(side / LIMB_THICKNESS_DIVISOR)))
+        radius = max(2, int(round(side / KEYPOINT_RADIUS_DIVISOR)))
         limbs = canvas.copy()
         for person in result.people:
             pts = [None if kp is None else (int(round(kp.x)), int(round(kp.y)))
@@ -427,7 +448,7 @@ class PoseTask(Task):
                 ka, kb = LIMBS[li]
                 if pts[ka] is not None and pts[kb] is not None:
                     cv2.line(limbs, pts[ka], pts[kb], _LIMB_COLOURS[li], thick, cv2.LINE_AA)
-        cv2.addWeighted(canvas, 0.4, limbs, 0.6, 0, dst=canvas)
+        cv2.addWeighted(canvas, 1.0 - LIMB_OPACITY, limbs, LIMB_OPACITY, 0, dst=canvas)
         for person in result.people:
             for k, kp in enumerate(person.keypoints):
                 if kp is not None:

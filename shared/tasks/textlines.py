@@ -19,7 +19,6 @@ arrays. Line splitting works on a reduced copy of the page (at most ``WORK_SIDE`
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import List, Tuple
 
@@ -27,8 +26,9 @@ import cv2
 import numpy as np
 
 from shared.imaging import to_gray
+from shared.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger("tasks.textlines")
 
 WORK_SIDE = 1024  # longest side of the reduced copy used for analysis
 MIN_CONTRAST = 40  # grey levels below the local paper brightness that count as ink, at least
@@ -44,9 +44,6 @@ class LineBox:
     y0: int
     x1: int
     y1: int
-
-    def to_list(self) -> List[int]:
-        return [self.x0, self.y0, self.x1 - self.x0, self.y1 - self.y0]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,76 @@
+"""Response building: content negotiation, JSON and picture answers, timing headers.
+
+Answers are JSON by default: the task's result plus ``model``, ``image`` and ``timing_ms``.
+``Accept: image/jpeg|image/png`` (preferred over JSON, as werkzeug's ``MIMEAccept.best_match``
+ranks them) or ``render=true`` returns the rendered picture instead; ``format=png|jpeg`` chooses
+its encoding when ``Accept`` does not. Every error is ``{"error": {"code", "message"}}`` with the
+status its class declares.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional
+
+import azure.functions as func
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
+
+from shared.errors import OvaasError
+from shared.formats import MIME_TYPES
+from shared.options import opt_bool, opt_choice
+
+JSON = "application/json"
+_OFFERS = [JSON, MIME_TYPES["jpeg"], MIME_TYPES["png"]]  # JSON first: it wins ties and */*
+#: the stages every JSON answer's ``timing_ms`` lists, in this order (others follow as they ran)
+TIMING_STAGES = ("decode", "preprocess", "inference", "postprocess", "total")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the client gets: the rendered picture (in ``format``) or JSON."""
+
+    picture: bool
+    format: str = "jpeg"  # "jpeg" | "png"
+
+
+def negotiate(req: func.HttpRequest, options: Mapping[str, Any]) -> Answer:
+    """The answer's form, from ``render``/``format`` and the ``Accept`` header."""
+    fmt = opt_choice(options, "format", "", ("jpeg", "jpg", "png"))
+    fmt = "jpeg" if fmt == "jpg" else fmt
+    best = parse_accept_header(req.headers.get("Accept"), MIMEAccept).best_match(_OFFERS, default=JSON)
+    by_accept = best != JSON
+    if not fmt:
+        fmt = "png" if best == MIME_TYPES["png"] else "jpeg"
+    return Answer(opt_bool(options, "render", False) or by_accept, fmt)
+
+
+def json_response(payload: Mapping[str, Any], status: int = 200,
+                  headers: Optional[Mapping[str, str]] = None) -> func.HttpResponse:
+    """A JSON HttpResponse (compact, UTF-8, non-ASCII kept readable)."""
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return func.HttpResponse(body=body.encode("utf-8"), status_code=status,
+                             mimetype=JSON, charset="utf-8", headers=dict(headers or {}))
+
+
+def picture_response(body: bytes, fmt: str, headers: Optional[Mapping[str, str]] = None) -> func.HttpResponse:
+    """A JPEG or PNG HttpResponse."""
+    return func.HttpResponse(body=body, status_code=200, mimetype=MIME_TYPES[fmt], headers=dict(headers or {}))
+
+
+def error_response(exc: OvaasError) -> func.HttpResponse:
+    """The JSON error answer of ``exc``, with its status and headers (Allow, Retry-After)."""
+    return json_response(exc.to_dict(), exc.status, exc.headers)
+
+
+def timing_block(ms: Mapping[str, float]) -> Dict[str, float]:
+    """``timing_ms``: the standard stages first (0 when a stage did not run), then the others."""
+    block = {k: round(float(ms.get(k, 0.0)), 3) for k in TIMING_STAGES}
+    for k, v in ms.items():
+        block.setdefault(k, round(float(v), 3))
+    return block
+
+
+def server_timing(ms: Mapping[str, float]) -> str:
+    """A Server-Timing header value (``decode;dur=1.9, ...``)."""
+    return ", ".join(f"{k};dur={v:.1f}" for k, v in ms.items())
