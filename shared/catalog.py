@@ -49,6 +49,7 @@ class Endpoint:
     omz_model: str  # Open Model Zoo model the local stack serves
     sample_image: str  # a picture in ../shared/images that shows it (benchmarks, docs)
     side_files: Tuple[SideFile, ...] = ()
+    omz_precision: Optional[str] = "FP16"  # precision folder DownloadModel fetches (None: the only one)
 
     def side_file(self, setting: str) -> SideFile:
         """The side file named by ``setting`` (KeyError if this endpoint has none)."""
@@ -80,6 +81,7 @@ ENDPOINTS: Tuple[Endpoint, ...] = (
         task="colorization", task_class="shared.tasks.colorization:ColorizationTask",
         function="HttpTriggerColorization", compat_function="colorization", prefix="COLORIZATION",
         model_name="colorization", omz_model="colorization-v2", sample_image="ansel_adams2.jpg",
+        omz_precision=None,  # a public model: converted, not published per precision
         side_files=(
             SideFile("COLORIZATION_COEFFICIENTS_PATH", "the 313 ab bin centres (Caffe variant only)",
                      filename="colorization-v2.npy"),

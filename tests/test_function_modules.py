@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from shared import catalog
+
 ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS = {"HttpTriggerHumanPose": "pose", "HttpTriggerHandwritten": "handwriting",
-             "HttpTriggerColorization": "colorization", "HttpTriggerObjectDetection": "detection"}
+FUNCTIONS = {e.function: e.task for e in catalog.ENDPOINTS}
 HEAVY = ["numpy", "cv2", "PIL", "grpc", "tritonclient", "ovmsclient", "openvino", "tensorflow",
          "azure.storage.blob"]
 
@@ -66,10 +67,9 @@ def test_host_json_and_settings():
     values = json.loads((ROOT / "local.settings.json").read_text())["Values"]
     assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
     assert values["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
-    for prefix, model in [("HUMANPOSE", "human-pose-estimation"), ("HANDWRITTEN", "handwritten-japanese-recognition"),
-                          ("COLORIZATION", "colorization"), ("OBJECTDETECTION", "object-detection")]:
-        assert values[f"{prefix}_MODEL_NAME"] == model
-        assert values[f"{prefix}_IPADDRESS"] and values[f"{prefix}_PORT"].isdigit()
+    for endpoint in catalog.ENDPOINTS:
+        assert values[f"{endpoint.prefix}_MODEL_NAME"] == endpoint.model_name
+        assert values[f"{endpoint.prefix}_IPADDRESS"] and values[f"{endpoint.prefix}_PORT"].isdigit()
 
 
 def test_requirements_hold_only_what_the_app_imports():

@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 
 from scripts.tooling.azurite import free_port
-from shared import resources, serving
+from shared import catalog, resources, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT.parent / "shared" / "images"
-FUNCTIONS = {"HttpTriggerHumanPose": "HUMANPOSE", "HttpTriggerHandwritten": "HANDWRITTEN",
-             "HttpTriggerColorization": "COLORIZATION", "HttpTriggerObjectDetection": "OBJECTDETECTION"}
+FUNCTIONS = {e.function: e.prefix for e in catalog.ENDPOINTS}
 
 
 class Ctx:

@@ -12,12 +12,12 @@ import pytest
 
 import HttpTriggerHealth
 from emulators.ovms.launcher import free_port, start_server
-from shared import health, serving
+from shared import catalog, health, serving
 from tests.fixtures.functions_host import start_functions_host
 from tests.test_openapi import (SERVED, body_validator, four_model_env, generated_repo, request,
                                 server_config, write_charlist)
 
-NAMES = ("HttpTriggerHumanPose", "HttpTriggerHandwritten", "HttpTriggerColorization", "HttpTriggerObjectDetection")
+NAMES = tuple(e.function for e in catalog.ENDPOINTS)
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +77,9 @@ def test_all_ready_is_200(settings, servers):
     assert resp.status_code == 200, body
     assert body["status"] == "ok" and body["app"]["alive"] is True
     assert set(body["models"]) == set(NAMES)
-    for fn, prefix in zip(NAMES, ("HUMANPOSE", "HANDWRITTEN", "COLORIZATION", "OBJECTDETECTION")):
-        m = body["models"][fn]
-        assert (m["name"], m["ready"], m["state"]) == (SERVED[prefix], True, "AVAILABLE"), m
+    for endpoint in catalog.ENDPOINTS:
+        m = body["models"][endpoint.function]
+        assert (m["name"], m["ready"], m["state"]) == (SERVED[endpoint.prefix], True, "AVAILABLE"), m
         assert m["version"] == "1"
     assert resp.headers.get("Cache-Control") == "no-store" and "Retry-After" not in resp.headers
 

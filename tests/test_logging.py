@@ -5,6 +5,7 @@ error paths (a side file on unreachable storage, bad base64, wrong method)."""
 from __future__ import annotations
 
 import base64
+import logging
 import json
 import re
 import time
@@ -99,3 +100,64 @@ def test_one_structured_line_per_request_and_no_image_data_or_secrets(host):
             assert image64[start:start + 48] not in output, f"image data of {path} in the host's output"
     assert ACCOUNT_KEY not in output and ACCOUNT_KEY[:16] not in output, "the storage AccountKey was logged"
     assert "AccountKey" not in output and CONNECTION not in output, "the connection string was logged"
+
+
+# ---- the invocation id across the app and the model server ------------------------------------------
+
+@pytest.mark.parametrize("api", ["kserve", "tfs"])
+def test_invocation_id_reaches_the_model_server_and_a_failure_is_logged_once(tmp_path, caplog, api):
+    """The app sends its invocation id as x-request-id: the model server's log names it for the failed
+    call, so both logs can be joined; the app logs the failure once, with the id, in the ovaas.* tree."""
+    import azure.functions as func
+
+    from shared import http, serving
+
+    root = tmp_path / "models"
+    server = start_server(["--config_path", str(server_config(tmp_path, generated_repo(root)))],
+                          timeout=120, log_path=tmp_path / "ovms.log")
+    try:
+        env = {"OBJECTDETECTION_IPADDRESS": "127.0.0.1", "OBJECTDETECTION_PORT": str(server.port),
+               "OBJECTDETECTION_MODEL_NAME": "no-such-model", "OVMS_API": api}
+        mp = pytest.MonkeyPatch()
+        for k, v in env.items():
+            mp.setenv(k, v)
+
+        class Ctx:
+            invocation_id = f"join-me-{api}-7f3a"
+            function_name = "HttpTriggerObjectDetection"
+
+        req = func.HttpRequest("POST", "/api/HttpTriggerObjectDetection", body=make_image(64, 64),
+                               headers={"Content-Type": "image/jpeg"})
+        with caplog.at_level(logging.DEBUG, logger="ovaas"):
+            resp = http.handle(req, "detection", Ctx())
+        assert resp.status_code == 503 and json.loads(resp.get_body())["error"]["code"] == "model_not_found"
+        mine = [r for r in caplog.records if r.name.startswith("ovaas.") and r.name != "ovaas.request"
+                and r.levelno >= logging.WARNING]
+        assert len(mine) == 1, [r.getMessage() for r in mine]  # logged once, not by the adapter and again here
+        assert mine[0].name == "ovaas.http" and "[join-me-" in mine[0].getMessage()
+        assert mine[0].invocation_id == Ctx.invocation_id
+        deadline = time.monotonic() + 5
+        while Ctx.invocation_id not in server.log_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert re.search(rf"request {Ctx.invocation_id} -> NOT_FOUND", server.log_text()), server.log_text()[-800:]
+    finally:
+        mp.undo()
+        serving.reset()
+        server.stop()
+
+
+def test_adapter_lines_carry_the_invocation_id(caplog):
+    """What an adapter logs inside a request (here: the metadata it read) names the invocation."""
+    from shared import logs
+
+    log = logs.get_logger("serving.kserve")
+    with caplog.at_level(logging.INFO, logger="ovaas"), logs.invocation("inv-42"):
+        log.info("metadata of %s", "m")
+    with caplog.at_level(logging.INFO, logger="ovaas"):
+        log.info("outside")
+    first, second = caplog.records[-2:]
+    assert first.name == "ovaas.serving.kserve" and first.getMessage() == "[inv-42] metadata of m"
+    assert first.invocation_id == "inv-42" and second.getMessage() == "[-] outside"
+    assert logs.request_metadata() is None
+    with logs.invocation("inv-43"):
+        assert logs.request_metadata() == (("x-request-id", "inv-43"),)

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from emulators.ovms.launcher import free_port, start_server, write_config
+from shared import catalog
 from tests import modelgen
 from tests.fixtures.functions_host import start_functions_host
 from tests.precision import F32
@@ -36,8 +37,7 @@ POSE, HAND, COLOR, DETECT = ("/api/HttpTriggerHumanPose", "/api/HttpTriggerHandw
                              "/api/HttpTriggerColorization", "/api/HttpTriggerObjectDetection")
 ENDPOINTS = (POSE, HAND, COLOR, DETECT)
 # served names = the app's default model names (so /api/health sees all four)
-SERVED = {"HUMANPOSE": "human-pose-estimation", "HANDWRITTEN": "handwritten-japanese-recognition",
-          "COLORIZATION": "colorization", "OBJECTDETECTION": "object-detection"}
+SERVED = {e.prefix: e.model_name for e in catalog.ENDPOINTS}
 SSD_ROWS = [[0, 1, 0.8, 0.5, 0.5, 0.9, 0.9], [0, 2, 0.6, 0.1, 0.1, 0.3, 0.4]]
 HAND_CHARS = [1, 2, 3]  # the generated handwriting model "writes" char-list entries 1, 2, 3
 

@@ -16,11 +16,11 @@ import pytest
 
 from scripts.tooling.azurite import find_binary, free_port, port_in_use
 from scripts.tooling.modelsearch import find_model
+from shared import catalog
 from tests.httpclient import request
 
 ROOT = Path(__file__).resolve().parent.parent
-NEEDED = ["human-pose-estimation-0001", "handwritten-japanese-recognition-0001", "colorization-v2",
-          "person-detection-retail-0013"]
+NEEDED = [e.omz_model for e in catalog.ENDPOINTS]
 
 
 class HttpRequest(NamedTuple):
@@ -109,8 +109,7 @@ def test_every_request_in_request_http_is_answered(stack):
             assert payload["model"]["version"] == "1" and payload["timing_ms"]["total"] > 0
         else:
             assert ctype.startswith("image/") and len(body) > 1000, (req.title, ctype)
-    assert functions == {"HttpTriggerHumanPose", "HttpTriggerHandwritten", "HttpTriggerColorization",
-                         "HttpTriggerObjectDetection"}
+    assert functions == {e.function for e in catalog.ENDPOINTS}
     # the detector's labels file was uploaded beside it and read from az://
     status, _, body = _send(next(r for r in requests if "labelled boxes as JSON" in r.title))
     assert {d["label"] for d in json.loads(body)["detections"]} == {"person"}

@@ -60,7 +60,7 @@ def locate_models(detection_model: str, release: str, download: bool = True) -> 
             from scripts.tooling import omz
             try:
                 _say(f"{src} not found locally: trying DownloadModel {src} {release}")
-                omz.download_model(src, release, "FP16" if src != "colorization-v2" else None)
+                omz.download_model(src, release, endpoint.omz_precision)
                 path = find_model(src)
             except omz.DownloadError as exc:
                 _say(f"download failed: {exc}")
@@ -154,7 +154,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--http-port", type=int, default=7071)
     p.add_argument("--release", default="2021.1", help="OMZ release for missing models")
     p.add_argument("--detection-model", default=os.environ.get("OVAAS_DETECTION_MODEL",
-                                                               "person-detection-retail-0013"))
+                                                               catalog.by_task("detection").omz_model))
     p.add_argument("--api", choices=("kserve", "tfs"), default=os.environ.get("OVMS_API", "kserve"))
     args = p.parse_args(argv)
     stack = Stack()
