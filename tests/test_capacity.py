@@ -106,3 +106,11 @@ def test_the_command_prints_every_endpoint():
     bad = subprocess.run([sys.executable, "-m", "scripts.capacity", "--rps", "10", "--p95-ms", "300",
                           "--mix", "nope=1"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown endpoint" in bad.stderr
+
+
+def test_readme_worked_example_is_what_the_command_prints():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("$ python -m scripts.capacity --rps 200 --p95-ms 300\n", 1)[1].split("\n```", 1)[0]
+    proc = subprocess.run([sys.executable, "-m", "scripts.capacity", "--rps", "200", "--p95-ms", "300"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.rstrip() == block.rstrip(), "README 'Scaling' worked example is stale: re-run and paste"

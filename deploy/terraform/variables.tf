@@ -173,9 +173,10 @@ variable "python_threadpool_thread_count" {
   description = <<-EOT
     PYTHON_THREADPOOL_THREAD_COUNT. The handlers are synchronous, so each concurrent request holds one
     thread; most of its wall time is spent waiting on the model server (gRPC releases the GIL), while
-    OpenCV/numpy release it for the heavy parts. About 1 + (inference wall time / app CPU time) threads
-    keep one vCPU busy: 4 with the figures in bench/capacity.json. Match the HTTP per-instance
-    concurrency (README "Scaling").
+    OpenCV/numpy release it for the heavy parts. About 1 + (inference time / app CPU time) threads
+    keep one vCPU busy; with bench/capacity.json that is 2-3 for pose and detection, about 9 for
+    colorization and more for multi-line handwriting: 4 for a mixed load. Match the HTTP
+    per-instance concurrency (README "Scaling").
   EOT
   type        = number
   default     = 4
