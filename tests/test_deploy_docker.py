@@ -60,6 +60,12 @@ def test_dockerfile_copies_exactly_the_app():
     assert {"local.settings.json", "tests", ".venv", "models"} <= set(ignored)
 
 
+def test_publish_package_leaves_deploy_files_out():
+    """`func azure functionapp publish` ships the folder minus .funcignore."""
+    ignored = set((ROOT / ".funcignore").read_text().split())
+    assert {"deploy", "requirements-checkov.txt", "tests", "bench"} <= ignored
+
+
 def test_dockerfile_installs_only_the_deployed_requirements():
     runs = " ".join(i["value"] for i in dockerfile().structure if i["instruction"] == "RUN")
     assert "requirements.txt" in runs and "requirements-dev" not in runs

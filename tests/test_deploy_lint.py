@@ -3,12 +3,16 @@ the Kubernetes manifests and the Dockerfile (no finding left unfixed; every waiv
 with a reason), and the Terraform parses (python-hcl2) with the resources the issue asks for."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
+
+from tests.kustomize_lite import build
 
 from tests.terraform_hcl import load as terraform, named_blocks, resources, unquote
 
@@ -73,6 +77,43 @@ def test_checkov_has_no_unwaived_finding(target, framework, min_resources):
     for check in report["results"]["skipped_checks"]:
         reason = (check.get("check_result") or {}).get("suppress_comment", "")
         assert len(reason.strip()) > 15, f"{check['check_id']} waived without a reason"
+
+
+def kserve_predictor_deployments(variant: str):
+    """The predictor Deployments KServe (raw deployment) makes of the ServingRuntime and each
+    InferenceService: the runtime container with {{.Name}} filled in and the model's args
+    appended, the predictor's pod fields, and the runtime's checkov waivers. checkov has no rules
+    for the KServe kinds themselves, so this is how their pods get scanned."""
+    objects = build(ROOT / "deploy" / "k8s" / variant, example_for_missing=True)
+    [runtime] = [o for o in objects if o["kind"] == "ServingRuntime"]
+    waivers = {k: v for k, v in runtime["metadata"].get("annotations", {}).items() if k.startswith("checkov.io/")}
+    out = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    for isvc in (o for o in objects if o["kind"] == "InferenceService"):
+        name, pred = isvc["metadata"]["name"], isvc["spec"]["predictor"]
+        container = copy.deepcopy(runtime["spec"]["containers"][0])
+        container["args"] = [a.replace("{{.Name}}", name) for a in container["args"]] + pred["model"].get("args", [])
+        pod = {k: pred[k] for k in ("serviceAccountName", "automountServiceAccountToken", "securityContext",
+                                    "nodeSelector", "tolerations") if k in pred}
+        pod.update(containers=[container], volumes=runtime["spec"].get("volumes", []))
+        out.append({"apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": f"{name}-predictor", "namespace": isvc["metadata"]["namespace"],
+                                 "annotations": waivers},
+                    "spec": {"selector": {"matchLabels": pred["labels"]},
+                             "template": {"metadata": {"labels": pred["labels"]}, "spec": pod}}})
+    return out
+
+
+@pytest.mark.parametrize("variant", ["kserve", "kserve-gpu"])
+def test_checkov_on_the_pods_kserve_creates(variant, tmp_path):
+    rendered = kserve_predictor_deployments(variant)
+    assert sum(o["kind"] == "Deployment" for o in rendered) == 4
+    (tmp_path / "predictors.yaml").write_text(yaml.safe_dump_all(rendered))
+    report = run_checkov(tmp_path, "kubernetes")
+    failed = [f"{c['check_id']} {c['resource']}" for c in report["results"]["failed_checks"]]
+    assert report["summary"]["failed"] == 0, "\n".join(failed)
+    assert report["summary"]["passed"] > 50
+    for check in report["results"]["skipped_checks"]:
+        assert len((check.get("check_result") or {}).get("suppress_comment", "").strip()) > 15
 
 
 def test_checkov_reports_a_finding_once_its_waiver_is_removed(tmp_path):
