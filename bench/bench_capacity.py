@@ -40,21 +40,34 @@ if str(ROOT) not in sys.path:
 from bench.common import IMAGES, start_model_server  # noqa: E402
 
 OUT = ROOT / "bench" / "capacity.json"
-# endpoint -> (task, settings prefix, OMZ source model, served name, photos)
-ENDPOINTS = {
-    "HttpTriggerHumanPose": ("pose", "HUMANPOSE", "human-pose-estimation-0001", "human-pose-estimation",
-                             ["baseball.jpg", "people1.jpeg", "people2.jpeg", "people3.jpeg", "people4.jpeg"]),
-    "HttpTriggerHandwritten": ("handwriting", "HANDWRITTEN", "handwritten-japanese-recognition-0001",
-                               "handwritten-japanese-recognition",
-                               ["handwritten_japanese_test.png", "japanese_handwriting_multiline.jpeg"]),
-    "HttpTriggerColorization": ("colorization", "COLORIZATION", "colorization-v2", "colorization",
-                                ["ansel_adams2.jpg", "ansel_adams3.jpg"]),
-    "HttpTriggerObjectDetection": ("detection", "OBJECTDETECTION", "person-detection-retail-0013",
-                                   "object-detection",
-                                   ["people1.jpeg", "people2.jpeg", "people3.jpeg", "people4.jpeg"]),
+# endpoint -> (task, photos). Prefixes, served names and source models come from the app and the
+# stack script (shared.health.ENDPOINTS, shared.config.DEFAULT_MODEL_NAMES, scripts stack MODELS).
+PHOTOS = {
+    "HttpTriggerHumanPose": ("pose", ["baseball.jpg", "people1.jpeg", "people2.jpeg", "people3.jpeg", "people4.jpeg"]),
+    "HttpTriggerHandwritten": ("handwriting", ["handwritten_japanese_test.png", "japanese_handwriting_multiline.jpeg"]),
+    "HttpTriggerColorization": ("colorization", ["ansel_adams2.jpg", "ansel_adams3.jpg"]),
+    "HttpTriggerObjectDetection": ("detection", ["people1.jpeg", "people2.jpeg", "people3.jpeg", "people4.jpeg"]),
 }
-SIDE_FILES = {"HANDWRITTEN_CHARLIST_PATH": ("handwritten-japanese-recognition-0001", "kondate_nakayosi.txt"),
-              "COLORIZATION_COEFFICIENTS_PATH": ("colorization-v2", "colorization-v2.npy")}
+
+
+def _endpoints():
+    """endpoint -> (task, settings prefix, source model, served name, photos)."""
+    from scripts.tooling.stack import MODELS
+    from shared.config import DEFAULT_MODEL_NAMES
+    from shared.health import ENDPOINTS as PREFIXES
+    source = {served: src for src, served, _ in MODELS}
+    return {e: (task, PREFIXES[e], source[DEFAULT_MODEL_NAMES[PREFIXES[e]]], DEFAULT_MODEL_NAMES[PREFIXES[e]], photos)
+            for e, (task, photos) in PHOTOS.items()}
+
+
+ENDPOINTS = _endpoints()
+def _side_files():
+    """setting -> (source model, file name), as scripts/stack.sh uploads them."""
+    from scripts.tooling.stack import MODELS
+    return {setting: (src, fname) for src, _, sides in MODELS for fname, setting in sides}
+
+
+SIDE_FILES = _side_files()
 
 
 def cpu_model() -> str:
