@@ -145,9 +145,19 @@ def test_compose_ports_and_models_agree():
     assert (DEPLOY / services["models"]["volumes"][0].split(":")[0]).resolve() == ROOT
 
 
+@pytest.fixture
+def own_azurite(tmp_path):
+    """A fresh Azurite of this test's own: the upload fills container ovms, which the session's
+    shared Azurite must not see (tests that use it expect to upload first)."""
+    from tests.fixtures.azurite import running_azurite
+    with running_azurite(tmp_path) as connection_string:
+        yield connection_string
+
+
 @pytest.mark.slow
-def test_upload_only_puts_models_and_side_files_in_azurite(azurite):
+def test_upload_only_puts_models_and_side_files_in_azurite(own_azurite):
     """What the compose "models" service runs, against a real Azurite."""
+    azurite = own_azurite
     from azure.storage.blob import BlobServiceClient
     from scripts.tooling.modelsearch import find_model
     from scripts.tooling.stack import MODELS

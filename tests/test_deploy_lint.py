@@ -139,7 +139,11 @@ def test_terraform_has_what_the_issue_asks_for():
     site = app["site_config"][0]
     assert "azurerm_application_insights" in site["application_insights_connection_string"]
     assert site["cors"][0]["allowed_origins"] == "${var.frontend_origins}"
-    assert app["https_only"] is True
+    # checkov 3.3 has no rules for azurerm_function_app_flex_consumption: the basics, checked here.
+    assert app["https_only"] is True and app["webdeploy_publish_basic_authentication_enabled"] is False
+    assert unquote(site["minimum_tls_version"]) == "1.2"
+    assert unquote(app["identity"][0]["type"]) == "SystemAssigned"
+    assert "*" not in str(site["cors"][0]["allowed_origins"]) and site["cors"][0]["support_credentials"] is False
     variables = named_blocks(tf, "variable")
     for name in ("worker_process_count", "python_threadpool_thread_count", "frontend_origins"):
         assert len(variables[name]["description"]) > 40, f"{name} needs its reason"
