@@ -68,7 +68,7 @@ class Endpoint:
 
     @property
     def image(self) -> str:
-        return self.entry.sample_image
+        return self.entry.sample_images[0]
 
     @property
     def path(self) -> str:

@@ -20,6 +20,20 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     || { echo "[bootstrap] Python requirements did not install" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
+# checkov (the IaC scanner the deploy tests run) gets its own environment: it pins
+# packaging<24, which pytest>=9 in .venv cannot share.
+cstamp=.venv/checkov/.requirements.sha256
+cwant="$(sha256sum requirements-checkov.txt | cut -d' ' -f1)"
+if [ ! -f "$cstamp" ] || [ "$(cat "$cstamp")" != "$cwant" ]; then
+  echo "[bootstrap] installing checkov into .venv/checkov"
+  [ -x .venv/checkov/bin/python ] || "$PY" -m venv .venv/checkov
+  .venv/checkov/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/checkov/bin/python -m pip install --quiet -r requirements-checkov.txt 2>&1 \
+    | grep -v "^WARNING: Location" || true
+  .venv/checkov/bin/checkov --version >/dev/null \
+    || { echo "[bootstrap] checkov did not install" >&2; exit 1; }
+  echo "$cwant" > "$cstamp"
+fi
 if command -v npm >/dev/null 2>&1; then
   if [ ! -x node_modules/.bin/azurite ] || [ package.json -nt node_modules/.package-lock.json ]; then
     echo "[bootstrap] installing Node tools (azurite)"

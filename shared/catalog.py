@@ -47,7 +47,7 @@ class Endpoint:
     prefix: str  # settings prefix: <PREFIX>_IPADDRESS, _PORT, _MODEL_NAME, ...
     model_name: str  # default name the model is served under
     omz_model: str  # Open Model Zoo model the local stack serves
-    sample_image: str  # a picture in ../shared/images that shows it (benchmarks, docs)
+    sample_images: Tuple[str, ...]  # pictures in ../shared/images that show it, the typical one first (benches)
     side_files: Tuple[SideFile, ...] = ()
     omz_precision: Optional[str] = "FP16"  # precision folder DownloadModel fetches (None: the only one)
 
@@ -64,12 +64,12 @@ ENDPOINTS: Tuple[Endpoint, ...] = (
         task="pose", task_class="shared.tasks.pose:PoseTask",
         function="HttpTriggerHumanPose", compat_function="humanpose", prefix="HUMANPOSE",
         model_name="human-pose-estimation", omz_model="human-pose-estimation-0001",
-        sample_image="people1.jpeg"),
+        sample_images=("people1.jpeg", "baseball.jpg", "people2.jpeg", "people3.jpeg", "people4.jpeg")),
     Endpoint(
         task="handwriting", task_class="shared.tasks.handwriting:HandwritingTask",
         function="HttpTriggerHandwritten", compat_function="handwritten", prefix="HANDWRITTEN",
         model_name="handwritten-japanese-recognition", omz_model="handwritten-japanese-recognition-0001",
-        sample_image="handwritten_japanese_test.png",
+        sample_images=("handwritten_japanese_test.png", "japanese_handwriting_multiline.jpeg"),
         side_files=(
             SideFile("HANDWRITTEN_CHARLIST_PATH", "the model's character list (one class per character)",
                      default="az://ovms/handwritten-japanese-recognition/kondate_nakayosi.txt",
@@ -80,7 +80,7 @@ ENDPOINTS: Tuple[Endpoint, ...] = (
     Endpoint(
         task="colorization", task_class="shared.tasks.colorization:ColorizationTask",
         function="HttpTriggerColorization", compat_function="colorization", prefix="COLORIZATION",
-        model_name="colorization", omz_model="colorization-v2", sample_image="ansel_adams2.jpg",
+        model_name="colorization", omz_model="colorization-v2", sample_images=("ansel_adams2.jpg", "ansel_adams3.jpg"),
         omz_precision=None,  # a public model: converted, not published per precision
         side_files=(
             SideFile("COLORIZATION_COEFFICIENTS_PATH", "the 313 ab bin centres (Caffe variant only)",
@@ -89,7 +89,8 @@ ENDPOINTS: Tuple[Endpoint, ...] = (
     Endpoint(
         task="detection", task_class="shared.tasks.detection:DetectionTask",
         function="HttpTriggerObjectDetection", compat_function="objectdetection", prefix="OBJECTDETECTION",
-        model_name="object-detection", omz_model="person-detection-retail-0013", sample_image="people1.jpeg",
+        model_name="object-detection", omz_model="person-detection-retail-0013",
+        sample_images=("people1.jpeg", "people2.jpeg", "people3.jpeg", "people4.jpeg"),
         side_files=(
             SideFile("OBJECTDETECTION_LABELS_PATH", "label names, one per line or JSON {id: name}",
                      filename="{model}.txt", where=LABELS_FOLDER),

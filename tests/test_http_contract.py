@@ -25,7 +25,7 @@ from shared.tasks.base import Task
 
 PROBE = catalog.Endpoint(task="probe", task_class=f"{__name__}:ProbeTask", function="HttpTriggerProbe",
                          compat_function="probe", prefix="PROBE", model_name="probe-model",
-                         omz_model="probe-model", sample_image="people1.jpeg")
+                         omz_model="probe-model", sample_images=("people1.jpeg",))
 
 
 @dataclass(frozen=True)

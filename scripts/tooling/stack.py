@@ -103,6 +103,18 @@ def upload_models(cs: str, models: List[dict]) -> Dict[str, str]:
     return settings
 
 
+def upload_only(connection_string: str, detection_model: str, release: str) -> int:
+    """Upload the four models and their side files, print the az:// side-file settings."""
+    try:
+        settings = upload_models(connection_string, locate_models(detection_model, release))
+    except (StackError, UploadError, RuntimeError) as exc:
+        print(f"[stack] error: {exc}", file=sys.stderr)
+        return 2
+    for name, value in sorted(settings.items()):
+        print(f"{name}={value}")
+    return 0
+
+
 class Stack:
     """Processes started by the stack command, stopped in reverse order."""
 
@@ -156,7 +168,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--detection-model", default=os.environ.get("OVAAS_DETECTION_MODEL",
                                                                catalog.by_task("detection").omz_model))
     p.add_argument("--api", choices=("kserve", "tfs"), default=os.environ.get("OVMS_API", "kserve"))
+    p.add_argument("--upload-only", metavar="CONNECTION_STRING", default=None,
+                   help="only find the models and upload them (with side files) to this storage "
+                        "account, print the side-file settings and exit (deploy/docker-compose.yml)")
     args = p.parse_args(argv)
+    if args.upload_only:
+        return upload_only(args.upload_only, args.detection_model, args.release)
     stack = Stack()
 
     def interrupt(*_: object) -> None:
