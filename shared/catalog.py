@@ -18,6 +18,11 @@ from typing import Optional, Tuple
 BESIDE_MODEL = "model"
 LABELS_FOLDER = "labels"
 
+#: what the original OVaaS backend answered on an endpoint's compatibility route (/api/<compat_function>):
+#: the rendered picture as a JPEG, or the result's ``to_original_dict()`` as JSON
+ORIGINAL_PICTURE = "picture"
+ORIGINAL_JSON = "json"
+
 
 @dataclass(frozen=True)
 class SideFile:
@@ -49,6 +54,8 @@ class Endpoint:
     omz_model: str  # Open Model Zoo model the local stack serves
     sample_image: str  # a picture in ../shared/images that shows it (benchmarks, docs)
     side_files: Tuple[SideFile, ...] = ()
+    original_answer: str = ORIGINAL_PICTURE  # what /api/<compat_function> answers by default
+    original_options: Tuple[Tuple[str, str], ...] = ()  # option defaults of that answer
 
     def side_file(self, setting: str) -> SideFile:
         """The side file named by ``setting`` (KeyError if this endpoint has none)."""
@@ -68,7 +75,7 @@ ENDPOINTS: Tuple[Endpoint, ...] = (
         task="handwriting", task_class="shared.tasks.handwriting:HandwritingTask",
         function="HttpTriggerHandwritten", compat_function="handwritten", prefix="HANDWRITTEN",
         model_name="handwritten-japanese-recognition", omz_model="handwritten-japanese-recognition-0001",
-        sample_image="handwritten_japanese_test.png",
+        sample_image="handwritten_japanese_test.png", original_answer=ORIGINAL_JSON,
         side_files=(
             SideFile("HANDWRITTEN_CHARLIST_PATH", "the model's character list (one class per character)",
                      default="az://ovms/handwritten-japanese-recognition/kondate_nakayosi.txt",
@@ -80,6 +87,7 @@ ENDPOINTS: Tuple[Endpoint, ...] = (
         task="colorization", task_class="shared.tasks.colorization:ColorizationTask",
         function="HttpTriggerColorization", compat_function="colorization", prefix="COLORIZATION",
         model_name="colorization", omz_model="colorization-v2", sample_image="ansel_adams2.jpg",
+        original_options=(("compare", "true"),),  # the original answered both pictures side by side
         side_files=(
             SideFile("COLORIZATION_COEFFICIENTS_PATH", "the 313 ab bin centres (Caffe variant only)",
                      filename="colorization-v2.npy"),
