@@ -28,7 +28,6 @@ from emulators.ovms.launcher import start_server, write_config
 from scripts.tooling import cvat
 from scripts.tooling.modelsearch import PROJECT_ROOT, find_model
 from shared import serving
-from tests.fixtures.functions_host import start_functions_host
 from tests.frontend_requests import IMAGES
 from tests.httpclient import request
 
@@ -95,7 +94,7 @@ def _env(port: int, model: str) -> Dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def detectors(tmp_path_factory):
+def detectors(tmp_path_factory, app_host_factory):
     """One model server with the three real detectors; a Functions host per detector."""
     missing = [n for n in REAL if find_model(n) is None]
     if missing:
@@ -105,8 +104,7 @@ def detectors(tmp_path_factory):
     server = start_server(["--config_path", str(cfg)], timeout=120, log_path=root / "ovms.log")
     try:
         with ThreadPoolExecutor(len(REAL)) as pool:
-            futures = {n: pool.submit(start_functions_host, env=_env(server.port, n), log_dir=root, timeout=90)
-                       for n in REAL}
+            futures = {n: pool.submit(app_host_factory, _env(server.port, n)) for n in REAL}
             hosts = {n: f.result() for n, f in futures.items()}
         yield server, hosts
     finally:

@@ -21,7 +21,6 @@ import pytest
 from shared import catalog
 from tests import frontend_requests as fe
 from tests.fixtures.frontend import HAND_TEXT
-from tests.fixtures.functions_host import start_functions_host
 from tests.httpclient import request
 
 pytestmark = pytest.mark.needs_real_models
@@ -123,13 +122,12 @@ def test_bad_input_is_a_request_error(frontend_host, body, ctype, status):
 
 
 @pytest.fixture(scope="module")
-def faulty_host(frontend_settings, tmp_path_factory):
+def faulty_host(frontend_settings, app_host_factory):
     """The same app with a 1 ms model deadline for pose and nothing listening for detection."""
     from emulators.ovms.launcher import free_port
 
-    env = {**frontend_settings, "HUMANPOSE_TIMEOUT_SECONDS": "0.001",
-           "OBJECTDETECTION_PORT": str(free_port())}
-    host = start_functions_host(env=env, log_dir=tmp_path_factory.mktemp("faulty-host"), timeout=90)
+    host = app_host_factory({**frontend_settings, "HUMANPOSE_TIMEOUT_SECONDS": "0.001",
+                             "OBJECTDETECTION_PORT": str(free_port())})
     try:
         yield host
     finally:
