@@ -1,9 +1,14 @@
 """HttpTriggerHandwritten: Japanese handwriting recognition (handwritten-japanese-recognition-0001). The pipeline lives in shared.tasks.handwriting."""
 import azure.functions as func
 
-from shared.http import handle
+from shared.http import ORIGINAL, handle
 
 
 def main(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """Answer one request (all methods reach here so wrong ones get a JSON 405)."""
     return handle(req, "handwriting", context)
+
+
+def compat(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """/api/handwritten: the original OVaaS contract (the web frontend's demo), same pipeline."""
+    return handle(req, "handwriting", context, ORIGINAL)

@@ -34,6 +34,24 @@ if [ ! -f "$cstamp" ] || [ "$(cat "$cstamp")" != "$cwant" ]; then
     || { echo "[bootstrap] checkov did not install" >&2; exit 1; }
   echo "$cwant" > "$cstamp"
 fi
+# Debian's chromium + chromium-driver for the browser test of the web frontend's demos
+# (tests/test_frontend_browser.py). A test tool's own browser download fails offline, so the
+# browser always comes from the distribution. Without apt (or root/sudo) this only warns: the app
+# and the other tests do not need a browser.
+if ! { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; }; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo -n"; fi
+    echo "[bootstrap] installing Debian's chromium and chromium-driver (browser tests)"
+    if ! { $SUDO apt-get update -qq >/dev/null \
+           && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+                chromium chromium-driver >/dev/null; }; then
+      echo "[bootstrap] could not install chromium/chromium-driver (needs root or sudo): the browser test will not run" >&2
+    fi
+  else
+    echo "[bootstrap] no apt-get: install chromium and chromedriver at /usr/bin for the browser test" >&2
+  fi
+fi
 if command -v npm >/dev/null 2>&1; then
   if [ ! -x node_modules/.bin/azurite ] || [ package.json -nt node_modules/.package-lock.json ]; then
     echo "[bootstrap] installing Node tools (azurite)"

@@ -18,6 +18,11 @@ from typing import Optional, Tuple
 BESIDE_MODEL = "model"
 LABELS_FOLDER = "labels"
 
+#: what the original OVaaS backend answered on an endpoint's compatibility route (/api/<compat_function>):
+#: the rendered picture as a JPEG, or the result's ``to_original_dict()`` as JSON
+ORIGINAL_PICTURE = "picture"
+ORIGINAL_JSON = "json"
+
 
 @dataclass(frozen=True)
 class SideFile:
@@ -50,6 +55,8 @@ class Endpoint:
     sample_images: Tuple[str, ...]  # pictures in ../shared/images that show it, the typical one first (benches)
     side_files: Tuple[SideFile, ...] = ()
     omz_precision: Optional[str] = "FP16"  # precision folder DownloadModel fetches (None: the only one)
+    original_answer: str = ORIGINAL_PICTURE  # what /api/<compat_function> answers by default
+    original_options: Tuple[Tuple[str, str], ...] = ()  # option defaults of that answer
 
     def side_file(self, setting: str) -> SideFile:
         """The side file named by ``setting`` (KeyError if this endpoint has none)."""
@@ -70,6 +77,7 @@ ENDPOINTS: Tuple[Endpoint, ...] = (
         function="HttpTriggerHandwritten", compat_function="handwritten", prefix="HANDWRITTEN",
         model_name="handwritten-japanese-recognition", omz_model="handwritten-japanese-recognition-0001",
         sample_images=("handwritten_japanese_test.png", "japanese_handwriting_multiline.jpeg"),
+        original_answer=ORIGINAL_JSON,
         side_files=(
             SideFile("HANDWRITTEN_CHARLIST_PATH", "the model's character list (one class per character)",
                      default="az://ovms/handwritten-japanese-recognition/kondate_nakayosi.txt",
@@ -82,6 +90,7 @@ ENDPOINTS: Tuple[Endpoint, ...] = (
         function="HttpTriggerColorization", compat_function="colorization", prefix="COLORIZATION",
         model_name="colorization", omz_model="colorization-v2", sample_images=("ansel_adams2.jpg", "ansel_adams3.jpg"),
         omz_precision=None,  # a public model: converted, not published per precision
+        original_options=(("compare", "true"),),  # the original answered both pictures side by side
         side_files=(
             SideFile("COLORIZATION_COEFFICIENTS_PATH", "the 313 ab bin centres (Caffe variant only)",
                      filename="colorization-v2.npy"),

@@ -14,4 +14,5 @@ pytest_plugins = [
     "tests.fixtures.azurite",
     "tests.fixtures.ovms",
     "tests.fixtures.functions_host",
+    "tests.fixtures.frontend",
 ]

@@ -209,13 +209,13 @@ def test_spec_is_valid_openapi_31():
 
 
 def test_spec_documents_every_function_and_status():
-    """Every HttpTrigger* folder has a path (its route), each model endpoint declares the statuses
+    """Every function folder has a path (its route), each model endpoint declares the statuses
     of the README's table and its three request forms, and every error code the app can raise
     is in an error schema."""
     import shared.errors as errors
 
     routes = set()
-    for fj in ROOT.glob("HttpTrigger*/function.json"):
+    for fj in ROOT.glob("*/function.json"):
         binding = next(b for b in json.loads(fj.read_text())["bindings"] if b["type"] == "httpTrigger")
         routes.add("/api/" + binding.get("route", fj.parent.name))
     assert routes == set(spec()["paths"]), "openapi.yaml paths differ from the functions' routes"
@@ -371,6 +371,60 @@ def test_server_error_answers_validate(stack, path, status, code):
     assert check_answer(path, "post", status, rtype, data)["error"]["code"] == code
     if status == 503:
         assert headers.get("Retry-After", "").isdigit()
+
+
+# ---- the original OVaaS routes and CVAT's --------------------------------------------------------
+
+ORIGINAL = {POSE: "/api/humanpose", HAND: "/api/handwritten", COLOR: "/api/colorization",
+            DETECT: "/api/objectdetection"}
+AXIOS = {"Accept": "application/json, text/plain, */*"}
+
+
+@pytest.mark.parametrize("own", ENDPOINTS)
+def test_original_answers_validate(stack, own):
+    """The frontend's request gets the original answer; the JSON opt-ins get the app's JSON; both
+    are declared."""
+    path = ORIGINAL[own]
+    body, ctype = _multipart(make_image(), {})
+    status, rtype, data, headers = request(stack["host"].url(path), body, ctype, headers=AXIOS)
+    assert status == 200, data[:300]
+    answer = check_answer(path, "post", 200, rtype, data)
+    assert headers.get("x-invocation-id")
+    if own == HAND:
+        assert set(answer) == {"count", "timecost", "text"} and answer["count"] == len(answer["text"]) > 0
+    else:
+        assert rtype.split(";")[0] == "image/jpeg"
+    for how in ({"url": "?format=json", "headers": AXIOS}, {"url": "", "headers": {"Accept": "application/json"}}):
+        if own == HAND and not how["url"]:
+            continue  # handwriting's original answer is JSON already: only format=json opts in
+        status, rtype, data, _ = request(stack["host"].url(path + how["url"]), body, ctype, headers=how["headers"])
+        assert status == 200 and rtype.split(";")[0] == "application/json", data[:300]
+        assert {"model", "image", "timing_ms"} <= set(check_answer(path, "post", 200, rtype, data))
+
+
+@pytest.mark.parametrize("own,status,code", [(DETECT, 500, "model_not_found"), (POSE, 500, "model_unavailable"),
+                                             (COLOR, 500, "bad_model_output")])
+def test_original_server_errors_validate(stack, own, status, code):
+    got, rtype, data, _ = request(stack["broken"].url(ORIGINAL[own]), make_image(), "image/jpeg", headers=AXIOS)
+    assert got == status, data[:300]
+    assert check_answer(ORIGINAL[own], "post", status, rtype, data)["error"]["code"] == code
+
+
+def test_cvat_answers_validate(stack):
+    path = "/api/cvat/detector"
+    body = json.dumps({"image": base64.b64encode(make_image()).decode(), "threshold": 0.3}).encode()
+    status, rtype, data, _ = request(stack["host"].url(path), body, "application/json")
+    assert status == 200, data[:300]
+    shapes = check_answer(path, "post", 200, rtype, data)
+    assert [s["label"] for s in shapes] == ["1", "2"]  # the generated detector's label ids (no labels file)
+    for body, want in ((b'{"image": "!!"}', 400), (json.dumps({"image": "aGVsbG8="}).encode(), 415)):
+        status, rtype, data, _ = request(stack["host"].url(path), body, "application/json")
+        assert status == want
+        check_answer(path, "post", status, rtype, data)
+    status, rtype, data, _ = request(stack["broken"].url(path), json.dumps(
+        {"image": base64.b64encode(make_image()).decode()}).encode(), "application/json")
+    assert status == 503
+    assert check_answer(path, "post", 503, rtype, data)["error"]["code"] == "model_not_found"
 
 
 def test_health_answers_validate(stack):

@@ -12,7 +12,8 @@ from schemathesis.specs.openapi import checks as oas_checks
 from tests.test_openapi import SPEC_PATH, stack  # noqa: F401  (the module-scoped local stack)
 
 schema = schemathesis.openapi.from_path(str(SPEC_PATH)).include(
-    operation_id=["objectDetection", "humanPose", "objectDetectionNotAllowed", "health", "healthNotAllowed"])
+    operation_id=["objectDetection", "humanPose", "objectDetectionNotAllowed", "health", "healthNotAllowed",
+                  "objectDetectionOriginal", "cvatDetector"])
 
 # Random bytes that satisfy a schema ("a string") are rarely a decodable image; the API rejects them
 # with a documented 4xx, which is right, so "schema-valid data must be accepted" does not apply.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
 
 import azure.functions as func
 from werkzeug.datastructures import MIMEAccept
@@ -28,10 +28,18 @@ TIMING_STAGES = ("decode", "preprocess", "inference", "postprocess", "total")
 
 @dataclass(frozen=True)
 class Answer:
-    """What the client gets: the rendered picture (in ``format``) or JSON."""
+    """What the client gets: JSON (the result with ``model``, ``image``, ``timing_ms``), the
+    rendered picture (in ``format``), the original OVaaS JSON (``to_original_dict``) or CVAT's
+    bare list of shapes (``to_shapes``). ``defaults`` are option defaults this answer implies."""
 
-    picture: bool
-    format: str = "jpeg"  # "jpeg" | "png"
+    JSON: ClassVar[str] = "json"
+    PICTURE: ClassVar[str] = "picture"
+    ORIGINAL: ClassVar[str] = "original"
+    SHAPES: ClassVar[str] = "shapes"
+
+    kind: str
+    format: str = "jpeg"  # of a picture: "jpeg" | "png"
+    defaults: Tuple[Tuple[str, str], ...] = ()
 
 
 def negotiate(req: func.HttpRequest, options: Mapping[str, Any]) -> Answer:
@@ -42,10 +50,11 @@ def negotiate(req: func.HttpRequest, options: Mapping[str, Any]) -> Answer:
     by_accept = best != JSON
     if not fmt:
         fmt = "png" if best == MIME_TYPES["png"] else "jpeg"
-    return Answer(opt_bool(options, "render", False) or by_accept, fmt)
+    picture = opt_bool(options, "render", False) or by_accept
+    return Answer(Answer.PICTURE if picture else Answer.JSON, fmt)
 
 
-def json_response(payload: Mapping[str, Any], status: int = 200,
+def json_response(payload: Any, status: int = 200,
                   headers: Optional[Mapping[str, str]] = None) -> func.HttpResponse:
     """A JSON HttpResponse (compact, UTF-8, non-ASCII kept readable)."""
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -58,9 +67,10 @@ def picture_response(body: bytes, fmt: str, headers: Optional[Mapping[str, str]]
     return func.HttpResponse(body=body, status_code=200, mimetype=MIME_TYPES[fmt], headers=dict(headers or {}))
 
 
-def error_response(exc: OvaasError) -> func.HttpResponse:
-    """The JSON error answer of ``exc``, with its status and headers (Allow, Retry-After)."""
-    return json_response(exc.to_dict(), exc.status, exc.headers)
+def error_response(exc: OvaasError, status: Optional[int] = None) -> func.HttpResponse:
+    """The JSON error answer of ``exc``, with its status (or ``status``, a contract's choice) and
+    headers (Allow, Retry-After)."""
+    return json_response(exc.to_dict(), exc.status if status is None else status, exc.headers)
 
 
 def timing_block(ms: Mapping[str, float]) -> Dict[str, float]:

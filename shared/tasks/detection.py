@@ -22,7 +22,9 @@ name are reported as the id in text (``"3"``).
 
 The JSON answer follows CVAT's serverless detectors: ``{"detections": [{"label", "label_id",
 "confidence", "points": [xtl, ytl, xbr, ybr], "type": "rectangle"}, ...]}``, highest confidence
-first (``confidence`` is a number here, where CVAT's functions send a string).
+first (``confidence`` is a number here, where CVAT's functions send a string). ``to_shapes()`` is
+CVAT's own answer, the bare list without ``label_id`` (``/api/cvat/detector`` and the nuclio
+function in ``serverless/``).
 """
 from __future__ import annotations
 
@@ -94,6 +96,12 @@ class DetectionResult:
 
     def to_dict(self) -> dict:
         return {"detections": [d.to_dict() for d in self.detections]}
+
+    def to_shapes(self) -> list:
+        """CVAT's detector answer: a bare list of ``{"label", "points", "type", "confidence"}``
+        (``confidence`` a number; CVAT accepts a number or a string and does not read it)."""
+        return [{"label": d.label, "points": list(d.points), "type": "rectangle",
+                 "confidence": d.confidence} for d in self.detections]
 
 
 # ---- model geometry ---------------------------------------------------------------------------

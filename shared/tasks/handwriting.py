@@ -119,6 +119,12 @@ class HandwritingResult:
             out["lines"] = [line.to_dict() for line in self.lines]
         return out
 
+    def to_original_dict(self, timecost_s: float) -> Dict[str, Any]:
+        """The original OVaaS answer: ``count`` (characters in ``text``), ``timecost`` (inference
+        seconds) and ``text`` (empty when nothing was recognised; the web frontend then shows
+        "No text found")."""
+        return {"count": len(self.text), "timecost": round(float(timecost_s), 6), "text": self.text}
+
 
 @dataclass(frozen=True)
 class _LineInput:
