@@ -10,6 +10,7 @@ import http.client
 import json
 import re
 import socket
+import string
 import subprocess
 import sys
 import threading
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from emulators.functions_host.discovery import apply_settings, compile_route
 from emulators.functions_host.front import FrontLimits
@@ -184,6 +187,7 @@ def _app2(root: Path) -> Path:
     (root / "local.settings.json").write_text(json.dumps({
         "Values": {"FUNCTIONS_WORKER_RUNTIME": "python"},
         "Host": {"CORS": "http://allowed.example", "CORSCredentials": True}}))
+    _function(root, "Nap", SLOW, [_trigger(("get",), "anonymous"), HTTP_OUT])
     _function(root, "Hello", '''
 import azure.functions as func
 def main(req: func.HttpRequest) -> func.HttpResponse:
@@ -214,6 +218,7 @@ def host2(tmp_path_factory, host_mode):
     tmp = tmp_path_factory.mktemp(f"app2-{host_mode}")
     root = _app2(tmp / "app")
     handle = start_functions_host(root, env={"FUNCTIONS_HOST_MAX_BODY_BYTES": "1000",
+                                             "PYTHON_THREADPOOL_THREAD_COUNT": "1",
                                              **SHORT_TIMEOUTS},
                                   log_dir=tmp, args=["--require-keys"], mode=host_mode)
     yield handle
@@ -384,6 +389,22 @@ def test_sync_functions_run_concurrently(host1):
     assert elapsed < 1.9
 
 
+def test_thread_pool_size_is_honoured(host2):
+    """PYTHON_THREADPOOL_THREAD_COUNT=1 (host2): two sync calls at once run one after the other."""
+    results = []
+
+    def one():
+        results.append(json.loads(call(host2.url("/nap?s=0.5"))[2]))
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (s1, e1), (s2, e2) = sorted(results)
+    assert s2 >= e1, "the two calls overlapped with a one-thread pool"
+
+
 def test_declared_body_over_limit_is_413(host1):
     conn = http.client.HTTPConnection("127.0.0.1", host1.port, timeout=10)
     conn.putrequest("POST", "/api/Echo")
@@ -526,6 +547,10 @@ REQUEST_END = b"Host: x\r\nConnection: close\r\n\r\n"
     pytest.param(b"GET /api/x/%2e%2e/Echo HTTP/1.1\r\n" + REQUEST_END, 400, "bad_request",
                  id="encoded-dotdot"),
     pytest.param(b"GET /api/NoSuchFunction HTTP/1.1\r\n" + REQUEST_END, 404, "not_found", id="no-route"),
+    pytest.param(b"GET /api/Echo HTTP/1.1\r\nHost: exa mple:99999\r\nConnection: close\r\n\r\n", 400,
+                 "bad_request", id="invalid-host"),
+    pytest.param(b"GET /api/Echo HTTP/1.1\r\nX-Bytes: \xff\xfe\r\n" + REQUEST_END, 400, "bad_request",
+                 id="non-ascii-header-value"),
     pytest.param(b"PUT /api/Echo HTTP/1.1\r\nContent-Length: 0\r\n" + REQUEST_END, 405,
                  "method_not_allowed", id="method-not-in-methods"),
     pytest.param(b"POST /api/Echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n" + REQUEST_END[:-2]
@@ -611,6 +636,40 @@ def test_idle_connections_are_closed(host2):
     raw, closed = raw_exchange(host2.port, b"GET /hello/x?code=k HTTP/1.1\r\nHost: x\r\n\r\n",
                                timeout=10)
     assert closed and parse_answer(raw)[0] == 200
+
+
+_TOKEN = st.text(alphabet=string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~", min_size=1,
+                 max_size=12)
+_PATH = st.lists(st.one_of(st.sampled_from(["api", "Echo", "ECHO", "..", ".", "%00", "%2e%2e",
+                                            "%ff", "%", "products", "shoes", "42", ""]),
+                           st.text(alphabet=string.printable.strip() + "\u00e9", max_size=8)),
+                 max_size=5)
+_HEADER = st.tuples(_TOKEN, st.binary(max_size=40).filter(lambda b: b"\r" not in b and b"\n" not in b))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(method=st.one_of(st.sampled_from(["GET", "POST", "PUT", "HEAD", "OPTIONS", "DELETE", "PATCH"]),
+                        _TOKEN),
+       path=_PATH, query=st.text(max_size=20), headers=st.lists(_HEADER, max_size=6),
+       body=st.binary(max_size=64))
+def test_fuzzed_requests_never_get_a_500_or_a_plain_text_refusal(host1, method, path, query,
+                                                                 headers, body):
+    target = ("/" + "/".join(path)).encode("utf-8", "replace").replace(b" ", b"%20")
+    if query:
+        target += b"?" + query.encode("utf-8").replace(b" ", b"+").replace(b"#", b"%23")
+    head = b"".join(k.encode() + b": " + v + b"\r\n" for k, v in headers
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection",
+                                         "host", "expect"))
+    request_bytes = (method.encode() + b" " + target + b" HTTP/1.1\r\nHost: x\r\n" + head +
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+    raw, closed = raw_exchange(host1.port, request_bytes, timeout=20)
+    assert closed and raw, f"no answer to {request_bytes[:200]!r}"
+    status, got_headers, answer = parse_answer(raw)
+    assert status < 500, (request_bytes[:200], raw[:300])
+    if status >= 400:
+        assert got_headers.get("content-type", "").startswith("application/json"), raw[:300]
+        if method != "HEAD" and answer:
+            assert set(json.loads(answer)["error"]) == {"code", "message"}
 
 
 def test_limits_come_from_options_and_environment():

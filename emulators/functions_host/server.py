@@ -34,6 +34,7 @@ log = logging.getLogger("functions_host")
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BYTES = re.compile(rb"[\x00-\x1f\x7f]")
 _LOGGED_PATH_CHARS = 200
 
 
@@ -160,14 +161,22 @@ class FunctionsHost:
         return first[0], first[1], allowed
 
     def _check_request(self, request: web.BaseRequest) -> None:
-        """Refuse what no function should see: control characters or dot segments in the path,
-        header blocks over Kestrel's total size."""
+        """Refuse what no function should see (Kestrel refuses the same with 400 or 431): control
+        characters or dot segments in the path, an invalid Host, header values that are not
+        ASCII, header blocks over the total size."""
         raw_path = request.raw_path.split("?", 1)[0]
         decoded = unquote(raw_path, errors="replace")
         if _CONTROL.search(decoded) or _CONTROL.search(request.path):
             raise Refused(400, "bad_request", "the request path contains a control character")
         if any(seg in (".", "..") for seg in decoded.replace("\\", "/").split("/")):
             raise Refused(400, "bad_request", "the request path contains '.' or '..' segments")
+        try:
+            str(request.url)
+        except ValueError:
+            raise Refused(400, "bad_request", "invalid Host header") from None
+        for _, value in request.raw_headers:
+            if not value.isascii() or _CONTROL_BYTES.search(value.replace(b"\t", b" ")):
+                raise Refused(400, "bad_request", "a request header value is not printable ASCII")
         size = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
         if size > self.limits.max_header_bytes:
             raise Refused(431, "request_header_fields_too_large",
