@@ -389,6 +389,21 @@ def test_sync_functions_run_concurrently(host1):
     assert elapsed < 1.9
 
 
+def test_expect_100_continue_is_answered_before_the_body(host1):
+    """curl sends ``Expect: 100-continue`` for bodies over 1 MB and waits for the interim answer."""
+    body = b"z" * 5000
+    with socket.create_connection(("127.0.0.1", host1.port), timeout=10) as s:
+        s.sendall(b"POST /api/Echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+        assert s.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(body)
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    status, _, answer = parse_answer(raw)
+    assert status == 200 and json.loads(answer)["len"] == len(body)
+
+
 def test_thread_pool_size_is_honoured(host2):
     """PYTHON_THREADPOOL_THREAD_COUNT=1 (host2): two sync calls at once run one after the other."""
     results = []

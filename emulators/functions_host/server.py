@@ -189,6 +189,11 @@ class FunctionsHost:
         length = request.content_length
         if length is not None and length > limit:
             raise Refused(413, "request_entity_too_large", f"request body larger than {limit} bytes")
+        if request.version >= (1, 1) and \
+                request.headers.get("Expect", "").strip().lower() == "100-continue":
+            # What aiohttp's router (not used here) and Kestrel do once the body is wanted.
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
         loop = asyncio.get_running_loop()
         start = loop.time()
         chunks: List[bytes] = []
