@@ -1,8 +1,7 @@
 """Test-session wiring: fixtures from tests/fixtures, and CI's rule on skips.
 
-Under CI (``CI=true``) a skipped test whose reason starts with ``needs_real_models``,
-``needs_azurite`` or ``needs_worker_python`` fails the session: CI must exercise real models, a
-real Azurite and the worker-backed functions host (Microsoft's Python worker on Python 3.13).
+Under CI (``CI=true``) a skipped test whose reason starts with ``needs_real_models`` or
+``needs_azurite`` fails the session: CI must exercise real models and a real Azurite.
 """
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ pytest_plugins = [
     "tests.fixtures.functions_host",
 ]
 
-_REQUIRED_SKIP_PREFIXES = ("needs_real_models", "needs_azurite", "needs_worker_python")
+_REQUIRED_SKIP_PREFIXES = ("needs_real_models", "needs_azurite")
 _bad_skips = []
 
 
