@@ -9,8 +9,10 @@ one local Functions host is pointed at it. Per endpoint, measured side by side i
 
 - latency: median and p95 of POSTing one picture over a kept-alive HTTP connection (JSON answer),
   interleaved with the *unavoidable work* done in this process on the same model and picture:
-  decode (``shared.imaging.decode``) + resize to the model input + in-process OpenVINO inference
-  (compiled as the model server compiles it: CPU, PERFORMANCE_HINT=LATENCY); and their ratio;
+  a bare ``cv2.imdecode`` + resize to the model input + in-process OpenVINO inference (compiled as
+  the model server compiles it: CPU, PERFORMANCE_HINT=LATENCY); their ratio, the overhead (HTTP
+  median - unavoidable median) in ms and per stage (decode, preprocess, gRPC hop, postprocess,
+  host), from the server's own ``timing_ms`` beside the timed parts of the unavoidable work;
 - throughput at 1, 4 and 8 concurrent clients: HTTP requests/s vs the unavoidable work run by as
   many threads in this process (one infer request each), and their ratio;
 - cold start: import time and memory of each function module in a fresh interpreter, and the cost
@@ -94,6 +96,16 @@ class Result:
     server_total_ms: List[float] = field(default_factory=list)
     http_rps: Dict[int, float] = field(default_factory=dict)
     inproc_rps: Dict[int, float] = field(default_factory=dict)
+    server_stages: List[Dict[str, float]] = field(default_factory=list)  # the server's timing_ms per call
+    parts_ms: Dict[str, List[float]] = field(default_factory=dict)  # unavoidable: decode, resize, infer
+
+    def stage(self, name: str) -> float:
+        """Median of one server stage (ms; 0 when it did not run)."""
+        return common.median([t.get(name, 0.0) for t in self.server_stages])
+
+    def part(self, name: str) -> float:
+        """Median of one part of the unavoidable work (ms)."""
+        return common.median(self.parts_ms[name])
 
 
 def locate(ep: Endpoint) -> Tuple[Path, Path, Optional[Path]]:
@@ -112,28 +124,39 @@ def placeholder_weights(base: Path) -> bool:
     return "models-synthetic" in base.parts
 
 
-def unavoidable_work(xml: Path, data: bytes) -> Callable[[], Callable[[], None]]:
-    """A factory of calls doing decode + resize + in-process inference (one infer request per call
-    site, so threads do not share one)."""
+PARTS = ("decode", "resize", "inference")
+
+
+def unavoidable_work(xml: Path, data: bytes) -> Callable[..., Callable[[], None]]:
+    """A factory of calls doing the unavoidable work: a bare ``cv2.imdecode`` + resize to the model
+    input + in-process inference (one infer request per call site, so threads do not share one).
+    ``make(sink)`` records each part's milliseconds in ``sink`` (a dict of lists)."""
+    import time
+
     import cv2
     import numpy as np
 
-    from shared import config, imaging
-
-    limits = config.limits({})
     compiled = common.inprocess_model(xml, "LATENCY")
     port = compiled.inputs[0]
     _, c, h, w = (int(d) for d in port.shape)
+    flag = cv2.IMREAD_GRAYSCALE if c == 1 else cv2.IMREAD_COLOR
+    buf = np.frombuffer(data, np.uint8)
 
-    def make() -> Callable[[], None]:
+    def make(sink: Optional[Dict[str, List[float]]] = None) -> Callable[[], None]:
         request = compiled.create_infer_request()
 
         def call() -> None:
-            pixels = imaging.decode(data, limits).pixels
-            if c == 1:
-                pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)[:, :, None]
+            t0 = time.perf_counter()
+            pixels = cv2.imdecode(buf, flag)
+            t1 = time.perf_counter()
             resized = cv2.resize(pixels, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, c)
-            request.infer({0: np.ascontiguousarray(resized.transpose(2, 0, 1)[None], dtype=np.float32)})
+            blob = np.ascontiguousarray(resized.transpose(2, 0, 1)[None], dtype=np.float32)
+            t2 = time.perf_counter()
+            request.infer({0: blob})
+            t3 = time.perf_counter()
+            if sink is not None:
+                for name, ms in zip(PARTS, ((t1 - t0), (t2 - t1), (t3 - t2))):
+                    sink.setdefault(name, []).append(ms * 1000.0)
 
         return call
 
@@ -141,8 +164,9 @@ def unavoidable_work(xml: Path, data: bytes) -> Callable[[], Callable[[], None]]
 
 
 def http_call(port: int, ep: Endpoint, data: bytes, ctype: str,
-              sink: Optional[List[float]] = None) -> Callable[[], None]:
-    """A POST of ``data`` over its own kept-alive connection; raises on anything but 200."""
+              sink: Optional[List[Dict[str, float]]] = None) -> Callable[[], None]:
+    """A POST of ``data`` over its own kept-alive connection; raises on anything but 200.
+    ``sink`` collects the server's own ``timing_ms`` of each answer."""
     client = common.KeepAliveClient(port)
 
     def call() -> None:
@@ -150,7 +174,7 @@ def http_call(port: int, ep: Endpoint, data: bytes, ctype: str,
         if status != 200:
             raise RuntimeError(f"{ep.path}: HTTP {status}: {body[:300]!r}")
         if sink is not None:
-            sink.append(float(json.loads(body)["timing_ms"]["total"]))
+            sink.append(json.loads(body)["timing_ms"])
 
     return call
 
@@ -160,9 +184,12 @@ def bench_endpoint(ep: Endpoint, xml: Path, base: Path, host_port: int, iters: i
     ctype = "image/png" if ep.image.endswith(".png") else "image/jpeg"
     result = Result(ep, str(base.relative_to(ROOT.parent)) if ROOT.parent in base.parents else str(base))
     make_local = unavoidable_work(xml, data)
-    times = common.interleaved_ms({"http": http_call(host_port, ep, data, ctype, result.server_total_ms),
-                                   "unavoidable": make_local()}, iters, warmup=2)
-    result.server_total_ms[:] = result.server_total_ms[-iters:]
+    parts: Dict[str, List[float]] = {}
+    times = common.interleaved_ms({"http": http_call(host_port, ep, data, ctype, result.server_stages),
+                                   "unavoidable": make_local(parts)}, iters, warmup=2)
+    result.server_stages[:] = result.server_stages[-iters:]
+    result.parts_ms = {k: v[-iters:] for k, v in parts.items()}
+    result.server_total_ms = [t["total"] for t in result.server_stages]
     result.http_ms, result.unavoidable_ms = times["http"], times["unavoidable"]
     for n in CLIENTS:  # alternate the two paths at each level (fairer on a busy machine)
         result.http_rps[n] = run_concurrent(lambda: http_call(host_port, ep, data, ctype), n, seconds)
@@ -181,6 +208,14 @@ def tables(results: Sequence[Result], cold: Dict[str, dict]) -> List[Tuple[str, 
             _fmt(common.median(r.server_total_ms)), _fmt(common.median(r.unavoidable_ms)),
             _fmt(common.p95(r.unavoidable_ms)), f"{common.median(r.http_ms) / common.median(r.unavoidable_ms):.2f}"]
            for r in results]
+    over = []
+    for r in results:
+        http, unavoidable = common.median(r.http_ms), common.median(r.unavoidable_ms)
+        post = r.stage("postprocess") + r.stage("encode")
+        over.append([r.endpoint.label, f"{http / unavoidable:.2f}", _fmt(http - unavoidable),
+                     _fmt(r.stage("decode") - r.part("decode")), _fmt(r.stage("preprocess") - r.part("resize")),
+                     _fmt(r.stage("inference") - r.part("inference")), _fmt(post),
+                     _fmt(http - common.median(r.server_total_ms))])
     tput = []
     for r in results:
         row = [r.endpoint.label]
@@ -195,6 +230,11 @@ def tables(results: Sequence[Result], cold: Dict[str, dict]) -> List[Tuple[str, 
     return [
         ("Latency, one client (ms; ratio = HTTP median / unavoidable median)",
          ["endpoint", "HTTP median", "HTTP p95", "server total", "unavoidable median", "unavoidable p95", "ratio"], lat),
+        ("Overhead (ms) = HTTP median - unavoidable median, and where it goes: each server stage's median "
+         "minus its unavoidable part (decode: the endpoint's decode vs a bare cv2.imdecode; preprocess vs "
+         "the bare resize; gRPC hop: inference through the model server vs in-process), postprocess (+ "
+         "encoding the answer), host = HTTP median - the server's own total",
+         ["endpoint", "ratio", "overhead", "decode", "preprocess", "gRPC hop", "postprocess", "host"], over),
         ("Throughput (requests/s at 1, 4, 8 concurrent clients; ratio = HTTP / in-process)", tput_header, tput),
         ("Cold start: function module import in a fresh interpreter, then first-use imports",
          ["function", "import ms", "import MB", "first use ms", "first use MB"], cs),
@@ -264,8 +304,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f"{runs} cold-start interpreters; {time.monotonic() - started:.0f} s).",
         "",
         "HTTP = POST to the local Functions host (emulators/functions_host) -> gRPC (KServe v2) -> local "
-        "model server (emulators/ovms), JSON answer, kept-alive connection. Unavoidable = decode + resize "
-        "+ in-process OpenVINO inference of the same model on the same picture, in the benchmark process. "
+        "model server (emulators/ovms), JSON answer, kept-alive connection. Unavoidable = a bare cv2.imdecode + "
+        "resize + in-process OpenVINO inference of the same model on the same picture, in the benchmark process. "
         "Server total = the endpoint's own `timing_ms.total`.",
         "The machine is shared with other work (2 cores): absolute numbers are noisy; the ratios, "
         "measured side by side in one run, are the meaningful part. At 4 and 8 clients the HTTP path "

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install everything the project needs for development and tests into the project itself:
 # a Python virtual environment in .venv (requirements-dev.txt) and Node tools in node_modules
-# (Azurite). Idempotent: re-running only installs what changed.
+# (Azurite), and, where a Python 3.13 exists, a second environment in .venv313
+# (requirements-worker.txt) for the worker-backed local Functions host. Idempotent: re-running only
+# installs what changed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -52,6 +54,32 @@ if ! { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; }; then
     echo "[bootstrap] no apt-get: install chromium and chromedriver at /usr/bin for the browser test" >&2
   fi
 fi
+
+# Python 3.13 for the worker-backed functions host (Microsoft's worker library needs it).
+if PY313="$(bash scripts/find_python313.sh)"; then
+  if [ ! -x .venv313/bin/python ]; then
+    echo "[bootstrap] creating .venv313 with $("$PY313" --version) ($PY313) for the worker-backed functions host"
+    "$PY313" -m venv .venv313
+  fi
+  stamp313=.venv313/.requirements.sha256
+  want313="$(cat requirements.txt requirements-dev.txt requirements-worker.txt | sha256sum | cut -d' ' -f1)"
+  if [ ! -f "$stamp313" ] || [ "$(cat "$stamp313")" != "$want313" ]; then
+    rm -f "$stamp313"
+    echo "[bootstrap] installing Python requirements into .venv313 (requirements-worker.txt)"
+    .venv313/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+    .venv313/bin/python -m pip install --quiet -r requirements-worker.txt 2>&1 | grep -v "^WARNING: Location" || true
+    if .venv313/bin/python -c "import azure_functions_runtime_v1, azure.functions, aiohttp, grpc, google.protobuf, openvino, cv2"; then
+      echo "$want313" > "$stamp313"
+    else
+      echo "[bootstrap] WARNING: .venv313 did not install; the functions host stays on its in-house path" >&2
+    fi
+  fi
+else
+  echo "[bootstrap] no Python 3.13 found (python3.13 on PATH, or pyenv's ~/.pyenv/versions/3.13.*):"
+  echo "[bootstrap] the local functions host will use its in-house invocation path, not Microsoft's"
+  echo "[bootstrap] Python worker (azure-functions-runtime-v1 needs Python 3.13). Everything else works."
+fi
+
 if command -v npm >/dev/null 2>&1; then
   if [ ! -x node_modules/.bin/azurite ] || [ package.json -nt node_modules/.package-lock.json ]; then
     echo "[bootstrap] installing Node tools (azurite)"

@@ -2,7 +2,7 @@
 
 Debian's headless Chromium (/usr/bin/chromium, driven by Debian's chromedriver through selenium;
 both installed by scripts/bootstrap.sh, never downloaded) opens tests/browser/demos.html, served from
-another origin than the Functions host (``frontend_host``), and does what the frontend does: fetch
+another origin than the Functions host (``browser_host``), and does what the frontend does: fetch
 with FormData, the answer's blob into an <img>, the handwriting answer's ``.text`` into the page.
 One browser session for all four demos. Each result must be shown (a decoded, non-empty picture of
 the expected size, or the text), and a screenshot of each demo is kept in
@@ -123,8 +123,8 @@ def _shot(driver, demo: str) -> np.ndarray:
     return shot
 
 
-def test_the_four_demos_in_chromium(browser, page_url, frontend_host):
-    api = frontend_host.url("/api").rstrip("/")
+def test_the_four_demos_in_chromium(browser, page_url, browser_host):
+    api = browser_host.url("/api").rstrip("/")
     assert api.split("/")[2] != page_url.split("/")[2], "the page and the API must be different origins"
     browser.get(f"{page_url}?api={api}")
     assert browser.title.startswith("OVaaS demos")

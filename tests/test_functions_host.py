@@ -1,4 +1,8 @@
-"""The local Functions host against tiny function apps written here (not the real endpoints)."""
+"""The local Functions host against tiny function apps written here (not the real endpoints).
+
+Every test that takes ``host1``/``host2`` runs twice: once with the host's in-house invocation
+path and once with Microsoft's Python worker (``host_mode``), both behind the same HTTP front.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -6,6 +10,7 @@ import http.client
 import json
 import re
 import socket
+import string
 import subprocess
 import sys
 import threading
@@ -14,8 +19,11 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from emulators.functions_host.discovery import apply_settings, compile_route
+from emulators.functions_host.front import FrontLimits
 from scripts.tooling.modelsearch import PROJECT_ROOT
 from tests.fixtures.functions_host import start_functions_host
 from tests.httpclient import request
@@ -52,9 +60,10 @@ def main(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return func.HttpResponse(json.dumps({
         "method": req.method, "url": req.url, "params": dict(req.params),
         "route_params": dict(req.route_params), "x_custom": req.headers.get("x-custom"),
+        "x_multi": req.headers.get("x-multi"),
         "len": len(body), "sha256": hashlib.sha256(body).hexdigest(), "env": env,
         "helper": helper(),
-        "is_request": isinstance(req, func.HttpRequest), "is_context": isinstance(context, func.Context),
+        "is_request": isinstance(req, func.HttpRequest), "context_type": type(context).__name__,
         "invocation_id": context.invocation_id, "function_name": context.function_name,
         "function_directory": context.function_directory,
         "trace_parent": context.trace_context.trace_parent,
@@ -106,6 +115,35 @@ async def main(req: func.HttpRequest) -> str:
     return "async says " + req.params.get("who", "?")
 '''
 
+COOKIES = '''
+import azure.functions as func
+
+def main(req: func.HttpRequest) -> func.HttpResponse:
+    resp = func.HttpResponse("with a cookie", headers={"X-One": "1"})
+    resp.headers["Set-Cookie"] = ("sid=abc; Expires=Thu, 01 Jan 2037 00:00:00 GMT; Max-Age=60; "
+                                  "Domain=example.test; Path=/api; Secure; HttpOnly; SameSite=Lax")
+    return resp
+'''
+
+REFUSED_RETURNS = '''
+import azure.functions as func
+
+def main(req: func.HttpRequest):
+    kind = req.params.get("kind")
+    if kind == "bytes":
+        return b"raw bytes are not an HTTP response"
+    if kind == "int":
+        return 42
+    return None
+'''
+
+NO_RETURN_BINDING = '''
+import azure.functions as func
+
+def main(req: func.HttpRequest):
+    return "a value, but function.json has no $return"
+'''
+
 BROKEN = '''
 import module_that_does_not_exist  # noqa
 def main(req):
@@ -133,6 +171,9 @@ def _app1(root: Path) -> Path:
                {"type": "http", "direction": "out", "name": "res"}])
     _function(root, "AsyncFn", ASYNC_FN, [_trigger(("get",), "admin"), HTTP_OUT])
     _function(root, "Broken", BROKEN, [_trigger(("get",), "anonymous"), HTTP_OUT])
+    _function(root, "Cookies", COOKIES, [_trigger(("get",), "anonymous"), HTTP_OUT])
+    _function(root, "RefusedReturns", REFUSED_RETURNS, [_trigger(("get",), "anonymous"), HTTP_OUT])
+    _function(root, "NoReturnBinding", NO_RETURN_BINDING, [_trigger(("get",), "anonymous")])
     _function(root, "TimerOnly", "def main(timer):\n    pass\n",
               [{"type": "timerTrigger", "direction": "in", "name": "timer",
                 "schedule": "0 */5 * * * *"}])
@@ -146,6 +187,7 @@ def _app2(root: Path) -> Path:
     (root / "local.settings.json").write_text(json.dumps({
         "Values": {"FUNCTIONS_WORKER_RUNTIME": "python"},
         "Host": {"CORS": "http://allowed.example", "CORSCredentials": True}}))
+    _function(root, "Nap", SLOW, [_trigger(("get",), "anonymous"), HTTP_OUT])
     _function(root, "Hello", '''
 import azure.functions as func
 def main(req: func.HttpRequest) -> func.HttpResponse:
@@ -155,21 +197,30 @@ def main(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @pytest.fixture(scope="module")
-def host1(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("app1")
+def host1(tmp_path_factory, host_mode):
+    tmp = tmp_path_factory.mktemp(f"app1-{host_mode}")
     root = _app1(tmp / "app")
-    handle = start_functions_host(root, env={"OVERRIDDEN": "from-real-env"}, log_dir=tmp)
+    handle = start_functions_host(root, env={"OVERRIDDEN": "from-real-env"}, log_dir=tmp,
+                                  mode=host_mode)
+    assert handle.mode == host_mode
     handle.root = root
     yield handle
     assert handle.stop() == 0, handle.output()  # SIGTERM: clean exit
 
 
+#: host2's short limits, so the timeout tests take a second, not Kestrel's 30 s
+SHORT_TIMEOUTS = {"FUNCTIONS_HOST_HEADERS_TIMEOUT": "1", "FUNCTIONS_HOST_KEEPALIVE_TIMEOUT": "1",
+                  "FUNCTIONS_HOST_BODY_GRACE": "1", "FUNCTIONS_HOST_MIN_BODY_RATE": "1000"}
+
+
 @pytest.fixture(scope="module")
-def host2(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("app2")
+def host2(tmp_path_factory, host_mode):
+    tmp = tmp_path_factory.mktemp(f"app2-{host_mode}")
     root = _app2(tmp / "app")
-    handle = start_functions_host(root, env={"FUNCTIONS_HOST_MAX_BODY_BYTES": "1000"},
-                                  log_dir=tmp, args=["--require-keys"])
+    handle = start_functions_host(root, env={"FUNCTIONS_HOST_MAX_BODY_BYTES": "1000",
+                                             "PYTHON_THREADPOOL_THREAD_COUNT": "1",
+                                             **SHORT_TIMEOUTS},
+                                  log_dir=tmp, args=["--require-keys"], mode=host_mode)
     yield handle
     handle.stop()
 
@@ -187,7 +238,9 @@ def test_banner_prints_function_urls_like_func_start(host1):
     assert f"Echo: [GET,POST] http://localhost:{host1.port}/api/Echo" in out
     assert f"Products: [GET] http://localhost:{host1.port}/api/products/{{category:alpha}}/{{id:int?}}" in out
     assert "TimerOnly" not in out  # not an HTTP trigger
-    assert "Broken" in out and "ModuleNotFoundError" in out
+    assert "Broken" in out and "module_that_does_not_exist" in out
+    assert ("Microsoft's Python worker (azure-functions-runtime-v1 1.2.0" in out) == \
+        (host1.mode == "worker")
 
 
 # --- request objects and context ------------------------------------------------------------
@@ -204,7 +257,7 @@ def test_binary_body_query_params_and_headers_reach_the_function(host1):
     assert data["url"] == host1.url("/api/Echo?a=1&b=two&code=anything")
     assert data["x_custom"] == "yes"
     assert data["len"] == len(body) and data["sha256"] == hashlib.sha256(body).hexdigest()
-    assert data["is_request"] and data["is_context"] and data["helper"] == "shared-ok"
+    assert data["is_request"] and data["context_type"] == "Context" and data["helper"] == "shared-ok"
     # binary round trip, byte for byte
     status, headers, raw = call(host1.url("/api/Echo?raw=1"), "POST", body)
     assert status == 200 and raw == body
@@ -336,6 +389,37 @@ def test_sync_functions_run_concurrently(host1):
     assert elapsed < 1.9
 
 
+def test_expect_100_continue_is_answered_before_the_body(host1):
+    """curl sends ``Expect: 100-continue`` for bodies over 1 MB and waits for the interim answer."""
+    body = b"z" * 5000
+    with socket.create_connection(("127.0.0.1", host1.port), timeout=10) as s:
+        s.sendall(b"POST /api/Echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+        assert s.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(body)
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    status, _, answer = parse_answer(raw)
+    assert status == 200 and json.loads(answer)["len"] == len(body)
+
+
+def test_thread_pool_size_is_honoured(host2):
+    """PYTHON_THREADPOOL_THREAD_COUNT=1 (host2): two sync calls at once run one after the other."""
+    results = []
+
+    def one():
+        results.append(json.loads(call(host2.url("/nap?s=0.5"))[2]))
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (s1, e1), (s2, e2) = sorted(results)
+    assert s2 >= e1, "the two calls overlapped with a one-thread pool"
+
+
 def test_declared_body_over_limit_is_413(host1):
     conn = http.client.HTTPConnection("127.0.0.1", host1.port, timeout=10)
     conn.putrequest("POST", "/api/Echo")
@@ -360,14 +444,48 @@ def test_streamed_body_over_limit_is_413(host2):
     assert call(host2.url("/hello/small?code=k"), "POST", b"y" * 900)[2] == b"hello small 900"
 
 
-def test_exception_is_500_without_traceback(host1):
-    status, _, raw = call(host1.url("/api/Boom"))
-    assert status == 500
-    assert b"secret-detail" not in raw and b"Traceback" not in raw
+def test_exception_is_an_empty_500_as_the_real_host_maps_it(host1):
+    """A function that raises: the worker reports a failed invocation, the host answers 500 with
+    no body and no content type; the exception and its stack trace go to the log only."""
+    invocation_id = "0b5d6a2e-1111-4c3b-9a3e-5f4b2f8e7d61"
+    status, headers, raw = call(host1.url("/api/Boom"), headers={"x-test-invocation-id": invocation_id})
+    assert (status, raw) == (500, b"")
+    assert headers["Content-Length"] == "0" and "Content-Type" not in headers
     time.sleep(0.2)
     out = host1.output()
-    assert "secret-detail-in-traceback" in out  # logged
-    assert re.search(r"Executed 'Functions\.Boom' \(Failed, Id=[0-9a-f-]+, Duration=\d+ms\)", out)
+    assert "secret-detail-in-traceback" in out and "Traceback" in out  # logged, with the stack
+    assert re.search(r"Executed 'Functions\.Boom' \(Failed, Id=" + invocation_id +
+                     r", Duration=\d+ms\)", out)
+
+
+@pytest.mark.parametrize("query", ["kind=bytes", "kind=int", "kind=none"])
+def test_return_values_the_http_binding_refuses_are_500(host1, query):
+    """bytes, an int, or None for a ``$return`` http binding: the worker cannot encode them."""
+    assert call(host1.url(f"/api/RefusedReturns?{query}"))[:3:2] == (500, b"")
+
+
+def test_value_returned_without_a_return_binding_is_500(host1):
+    assert call(host1.url("/api/NoReturnBinding"))[:3:2] == (500, b"")
+
+
+def test_cookies_become_set_cookie_headers(host1):
+    status, headers, raw = call(host1.url("/api/Cookies"))
+    assert (status, raw) == (200, b"with a cookie")
+    assert headers["X-One"] == "1"
+    assert headers.get_all("Set-Cookie") == [
+        "sid=abc; expires=Thu, 01 Jan 2037 00:00:00 GMT; max-age=60; domain=example.test; "
+        "path=/api; secure; samesite=lax; httponly"]
+
+
+def test_repeated_headers_reach_the_function_joined(host1):
+    conn = http.client.HTTPConnection("127.0.0.1", host1.port, timeout=10)
+    conn.putrequest("GET", "/api/Echo")
+    conn.putheader("X-Multi", "a")
+    conn.putheader("X-Multi", "b")
+    conn.endheaders()
+    data = json.loads(conn.getresponse().read())
+    conn.close()
+    assert data["x_multi"] == "a,b"
 
 
 def test_broken_import_is_500_and_others_still_work(host1):
@@ -382,6 +500,200 @@ def test_out_binding_and_request_log_line(host1):
     assert re.search(r"\[\d{4}-\d\d-\d\dT[\d:.]+Z\] Executed 'Functions\.OutBinding' "
                      r"\(Succeeded, Id=[0-9a-f-]+, Duration=\d+ms\) GET /api/OutBinding -> 201",
                      host1.output())
+
+
+# --- what the host refuses: the JSON error shape, limits, timeouts ---------------------------
+
+def raw_exchange(port: int, data: bytes, timeout: float = 10.0) -> Tuple[bytes, bool]:
+    """Send raw bytes; return everything answered and whether the host closed the connection
+    (False when it was still open after ``timeout`` seconds)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                return out, False
+            if not chunk:
+                return out, True
+            out += chunk
+        return out, False
+
+
+def parse_answer(raw: bytes) -> Tuple[int, Dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def assert_json_error(raw: bytes, status: int, code: str, head: bool = False) -> Dict[str, str]:
+    got, headers, body = parse_answer(raw)
+    assert got == status, raw[:300]
+    assert headers["content-type"].startswith("application/json"), raw[:300]
+    if head:  # HEAD: the same headers, no body (RFC 9110)
+        assert body == b"" and int(headers["content-length"]) > 0
+    else:
+        err = json.loads(body)["error"]
+        assert err["code"] == code and set(err) == {"code", "message"}
+    return headers
+
+
+REQUEST_END = b"Host: x\r\nConnection: close\r\n\r\n"
+
+
+@pytest.mark.parametrize("request_bytes,status,code", [
+    pytest.param(b"GET /api/Echo?image=" + b"A" * 9000 + b" HTTP/1.1\r\n" + REQUEST_END,
+                 414, "uri_too_long", id="url-over-8KB"),
+    pytest.param(b"GET /api/Echo HTTP/1.1\r\nX-Big: " + b"a" * 40000 + b"\r\n" + REQUEST_END,
+                 431, "request_header_fields_too_large", id="header-over-32KB"),
+    pytest.param(b"GET /api/Echo HTTP/1.1\r\n" + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 8000)
+                                                          for i in range(5)) + REQUEST_END,
+                 431, "request_header_fields_too_large", id="headers-over-32KB-in-all"),
+    pytest.param(b"GET /api/Echo HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(150))
+                 + REQUEST_END, 431, "request_header_fields_too_large", id="over-100-headers"),
+    pytest.param(b"FOO /api/Echo HTTP/1.1\r\n" + REQUEST_END, 400, "bad_request", id="unknown-method"),
+    pytest.param(b"GET /api/Echo HTTP/7.0\r\n" + REQUEST_END, 400, "bad_request", id="bad-version"),
+    pytest.param(b"GET /api/Echo%00 HTTP/1.1\r\n" + REQUEST_END, 400, "bad_request", id="nul-in-path"),
+    pytest.param(b"GET /api/Ec%0aho HTTP/1.1\r\n" + REQUEST_END, 400, "bad_request", id="newline-in-path"),
+    pytest.param(b"GET /api/../api/Echo HTTP/1.1\r\n" + REQUEST_END, 400, "bad_request", id="dotdot"),
+    pytest.param(b"GET /api/x/%2e%2e/Echo HTTP/1.1\r\n" + REQUEST_END, 400, "bad_request",
+                 id="encoded-dotdot"),
+    pytest.param(b"GET /api/NoSuchFunction HTTP/1.1\r\n" + REQUEST_END, 404, "not_found", id="no-route"),
+    pytest.param(b"GET /api/Echo HTTP/1.1\r\nHost: exa mple:99999\r\nConnection: close\r\n\r\n", 400,
+                 "bad_request", id="invalid-host"),
+    pytest.param(b"GET /api/Echo HTTP/1.1\r\nX-Bytes: \xff\xfe\r\n" + REQUEST_END, 400, "bad_request",
+                 id="non-ascii-header-value"),
+    pytest.param(b"PUT /api/Echo HTTP/1.1\r\nContent-Length: 0\r\n" + REQUEST_END, 405,
+                 "method_not_allowed", id="method-not-in-methods"),
+    pytest.param(b"POST /api/Echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n" + REQUEST_END[:-2]
+                 + b"\r\nzz\r\nnot hex\r\n", 400, "bad_request", id="bad-chunked-framing"),
+])
+def test_refusals_use_the_json_error_shape(host1, request_bytes, status, code):
+    raw, _ = raw_exchange(host1.port, request_bytes)
+    assert_json_error(raw, status, code)
+    assert b"AAAA" not in raw  # never echoes the request back
+
+
+def test_head_refusals_have_the_json_headers(host1):
+    raw, _ = raw_exchange(host1.port, b"HEAD /api/Echo HTTP/1.1\r\n" + REQUEST_END)
+    headers = assert_json_error(raw, 405, "method_not_allowed", head=True)
+    assert headers["allow"] == "GET, POST"
+    raw, _ = raw_exchange(host1.port, b"HEAD /api/NoSuchFunction HTTP/1.1\r\n" + REQUEST_END)
+    assert_json_error(raw, 404, "not_found", head=True)
+
+
+def test_content_encoding_is_passed_on_not_decoded(host1):
+    """``Content-Encoding: gzip`` on a body that is not gzip: Kestrel hands the body over as sent
+    (it does not decompress requests), so the function sees it and answers; never an empty 500."""
+    status, _, raw = call(host1.url("/api/Echo"), "POST", b"hello",
+                          {"Content-Encoding": "gzip", "Content-Type": "image/jpeg"})
+    assert status == 200, raw
+    assert json.loads(raw)["sha256"] == hashlib.sha256(b"hello").hexdigest()
+
+
+@pytest.mark.parametrize("kind", ["urlencoded", "multipart"])
+def test_forms_with_too_many_fields_are_refused_before_the_function(host1, kind):
+    """15 MB of 1.5 M urlencoded pairs (or 300,000 multipart parts) would keep the app's form
+    parser busy for seconds: the host counts the fields (ASP.NET Core's limit, 1024) first."""
+    if kind == "urlencoded":
+        body = b"&".join(b"k%d=v" % i for i in range(1_500_000))
+        ctype = "application/x-www-form-urlencoded"
+    else:
+        part = b'--XyZ\r\nContent-Disposition: form-data; name="k"\r\n\r\nv\r\n'
+        body = part * 300_000 + b"--XyZ--\r\n"
+        ctype = "multipart/form-data; boundary=XyZ"
+    status, headers, raw = call(host1.url(f"/api/Echo?form={kind}"), "POST", body,
+                                {"Content-Type": ctype})
+    assert status == 413 and headers["Content-Type"].startswith("application/json"), raw[:300]
+    assert json.loads(raw)["error"]["code"] == "request_entity_too_large"
+    time.sleep(0.2)
+    assert re.search(r"Request POST /api/Echo -> 413 \(no function executed\)", host1.output())
+    # a form at the limit still reaches the function
+    small = b"&".join(b"k%d=v" % i for i in range(1024))
+    status, _, raw = call(host1.url("/api/Echo"), "POST", small,
+                          {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200 and json.loads(raw)["len"] == len(small)
+
+
+def test_access_log_never_records_the_query_string(host1):
+    secret = "iVBORw0KGgoSECRETIMAGEDATA"
+    assert call(host1.url(f"/api/Echo?image={secret}&threshold=0.5"))[0] == 200
+    assert call(host1.url(f"/api/NoSuchFunction?image={secret}"))[0] == 404
+    time.sleep(0.2)
+    out = host1.output()
+    assert "GET /api/Echo -> 200" in out and "GET /api/NoSuchFunction -> 404" in out
+    assert secret not in out and "threshold=0.5" not in out
+
+
+def test_slow_headers_get_408_and_the_connection_closed(host2):
+    """Headers still incomplete after the headers timeout (1 s here, Kestrel's 30 s by default)."""
+    raw, closed = raw_exchange(host2.port, b"GET /hello/x?code=k HTTP/1.1\r\nHost: x\r\nX-Slow: ",
+                               timeout=10)
+    assert closed, "the host kept a slow-header connection open"
+    assert_json_error(raw, 408, "request_timeout")
+
+
+def test_slow_body_gets_408_and_the_connection_closed(host2):
+    """A body slower than the minimum data rate after the grace period (1000 B/s after 1 s here)."""
+    raw, closed = raw_exchange(host2.port, b"POST /hello/x?code=k HTTP/1.1\r\nHost: x\r\n"
+                                           b"Content-Length: 900\r\n\r\n" + b"y" * 10, timeout=10)
+    assert closed, "the host kept a slow-body connection open"
+    assert_json_error(raw, 408, "request_timeout")
+
+
+def test_idle_connections_are_closed(host2):
+    raw, closed = raw_exchange(host2.port, b"", timeout=10)  # connects and says nothing
+    assert closed and raw == b""
+    # kept alive after a request, then idle
+    raw, closed = raw_exchange(host2.port, b"GET /hello/x?code=k HTTP/1.1\r\nHost: x\r\n\r\n",
+                               timeout=10)
+    assert closed and parse_answer(raw)[0] == 200
+
+
+_TOKEN = st.text(alphabet=string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~", min_size=1,
+                 max_size=12)
+_PATH = st.lists(st.one_of(st.sampled_from(["api", "Echo", "ECHO", "..", ".", "%00", "%2e%2e",
+                                            "%ff", "%", "products", "shoes", "42", ""]),
+                           st.text(alphabet=string.printable.strip() + "\u00e9", max_size=8)),
+                 max_size=5)
+_HEADER = st.tuples(_TOKEN, st.binary(max_size=40).filter(lambda b: b"\r" not in b and b"\n" not in b))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(method=st.one_of(st.sampled_from(["GET", "POST", "PUT", "HEAD", "OPTIONS", "DELETE", "PATCH"]),
+                        _TOKEN),
+       path=_PATH, query=st.text(max_size=20), headers=st.lists(_HEADER, max_size=6),
+       body=st.binary(max_size=64))
+def test_fuzzed_requests_never_get_a_500_or_a_plain_text_refusal(host1, method, path, query,
+                                                                 headers, body):
+    target = ("/" + "/".join(path)).encode("utf-8", "replace").replace(b" ", b"%20")
+    if query:
+        target += b"?" + query.encode("utf-8").replace(b" ", b"+").replace(b"#", b"%23")
+    head = b"".join(k.encode() + b": " + v + b"\r\n" for k, v in headers
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection",
+                                         "host", "expect"))
+    request_bytes = (method.encode() + b" " + target + b" HTTP/1.1\r\nHost: x\r\n" + head +
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+    raw, closed = raw_exchange(host1.port, request_bytes, timeout=20)
+    assert closed and raw, f"no answer to {request_bytes[:200]!r}"
+    status, got_headers, answer = parse_answer(raw)
+    assert status < 500, (request_bytes[:200], raw[:300])
+    if status >= 400:
+        assert got_headers.get("content-type", "").startswith("application/json"), raw[:300]
+        if method != "HEAD" and answer:
+            assert set(json.loads(answer)["error"]) == {"code", "message"}
+
+
+def test_limits_come_from_options_and_environment():
+    limits = FrontLimits.from_env({"FUNCTIONS_HOST_HEADERS_TIMEOUT": "2.5",
+                                   "FUNCTIONS_HOST_MAX_FORM_FIELDS": "10"}, body_grace=3)
+    assert (limits.headers_timeout, limits.max_form_fields, limits.body_grace) == (2.5, 10, 3.0)
+    assert (limits.keepalive_timeout, limits.min_body_rate) == (130.0, 240.0)  # Kestrel's
+    with pytest.raises(ValueError, match="FUNCTIONS_HOST_KEEPALIVE_TIMEOUT"):
+        FrontLimits.from_env({"FUNCTIONS_HOST_KEEPALIVE_TIMEOUT": "soon"})
 
 
 # --- unit: route templates ------------------------------------------------------------------

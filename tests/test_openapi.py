@@ -171,10 +171,11 @@ def png_header_claiming(width: int, height: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory, host_mode):
     """One model server (four generated models), a host pointed at it, and a "broken" host whose
-    settings give 503 (unknown model / nothing listening) and 502 (wrong model for the task)."""
-    root = tmp_path_factory.mktemp("openapi-stack")
+    settings give 503 (unknown model / nothing listening) and 502 (wrong model for the task);
+    once per host mode (in-house, Microsoft's worker)."""
+    root = tmp_path_factory.mktemp(f"openapi-stack-{host_mode}")
     models = generated_repo(root / "models")
     charlist = write_charlist(root / "chars.txt")
     server = start_server(["--config_path", str(server_config(root, models))], timeout=120)
@@ -184,8 +185,8 @@ def stack(tmp_path_factory):
     started = []
     try:
         with ThreadPoolExecutor(2) as pool:
-            futures = [pool.submit(start_functions_host, env=env, log_dir=root, timeout=90)
-                       for env in (four_model_env(server.port, charlist), broken_env)]
+            futures = [pool.submit(start_functions_host, env=env, log_dir=root, timeout=90,
+                                   mode=host_mode) for env in (four_model_env(server.port, charlist), broken_env)]
             for f in futures:
                 if f.exception() is None:
                     started.append(f.result())

@@ -34,11 +34,12 @@ def _x():
     return np.array([[1, 2, 3, 4]], np.float32)
 
 
-def _triton_infer(address, model="m", version=""):
+def _triton_infer(address, model="m", version="", timeout=30.0):
+    """One inference; a deadline, so a server that never answers fails the test instead of hanging it."""
     c = tg.InferenceServerClient(address)
     i = tg.InferInput("x", [1, 4], "FP32")
     i.set_data_from_numpy(_x())
-    return c.infer(model, [i], model_version=version).as_numpy("y")
+    return c.infer(model, [i], model_version=version, client_timeout=timeout).as_numpy("y")
 
 
 def test_models_load_in_background(model_server, affine):
@@ -79,9 +80,12 @@ def test_sigterm_drains_in_flight_requests(model_server, affine):
     time.sleep(0.6)  # requests are inside inference now
     t0 = time.monotonic()
     os.kill(srv.pid, signal.SIGTERM)
-    time.sleep(0.2)
+    while "draining" not in srv.log_text():  # the server has taken the signal (not a fixed sleep: load)
+        assert time.monotonic() - t0 < 5, srv.log_text()[-500:]
+        time.sleep(0.02)
+    time.sleep(0.1)  # the line is logged just before server.stop(grace) starts refusing calls
     with pytest.raises(Exception):  # new requests are refused while draining
-        _triton_infer(srv.address)
+        _triton_infer(srv.address, timeout=5)
     for t in threads:
         t.join(10)
     assert srv.proc.wait(10) == 0

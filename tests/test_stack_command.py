@@ -123,6 +123,20 @@ def test_health_is_ready(stack):
     assert status == 200 and json.loads(body)["status"] == "ok"
 
 
+def test_the_output_says_which_host_mode_runs(stack):
+    """The worker-backed host wherever bootstrap built .venv313 (CI's machines have a Python 3.13)."""
+    from emulators.functions_host import worker
+
+    _, ports, _, log = stack
+    expected = "worker" if worker.worker_python(ROOT) or worker.unavailable_reason() is None \
+        else "in-house"
+    assert f"[stack] functions host mode: {expected} (" in log.read_text(errors="replace")
+    status, _, body = _send(HttpRequest("status", "GET",
+                                        f"http://localhost:{ports['--http-port']}/admin/host/status",
+                                        {}, b""))
+    assert status == 200 and json.loads(body)["mode"] == expected
+
+
 def test_second_start_finds_ports_in_use(stack):
     _, ports, args, _ = stack
     out = subprocess.run(["bash", "scripts/stack.sh", "--no-bootstrap", *args], cwd=ROOT,

@@ -2,10 +2,17 @@
 
 Azure Functions Core Tools cannot be installed everywhere; this serves the same URLs as
 ``func start``: every top-level folder whose function.json has an ``httpTrigger`` binding, at
-``http://localhost:<port>/<routePrefix>/<route or FunctionName>``, with the same
-``azure.functions.HttpRequest``/``HttpResponse``/``Context`` objects the Python worker passes.
+``http://localhost:<port>/<routePrefix>/<route or FunctionName>``.
 
-Run it with ``python -m emulators.functions_host [--port 7071] [--root DIR]``.
+Run it with ``python -m emulators.functions_host [--port 7071] [--root DIR] [--mode MODE]``.
+
+Two invocation modes behind one HTTP front (server.py, front.py):
+
+* ``worker`` (worker.py): Microsoft's Python worker, PyPI ``azure-functions-runtime-v1``, loads and
+  invokes the functions from the same protobuf messages the real host sends it. Python >= 3.13;
+  the default where it can run.
+* ``in-house`` (inhouse.py): the host's own binding code with the real ``azure.functions``
+  objects, for Python < 3.13. tests/test_host_modes.py holds it to the worker, answer for answer.
 
 Behaviour, and where it deliberately differs from Core Tools:
 
@@ -15,10 +22,14 @@ Behaviour, and where it deliberately differs from Core Tools:
 * ``authLevel`` ``function``/``admin``: like Core Tools, keys are not checked locally (any ``code``
   query parameter or ``x-functions-key`` header is accepted, and so is none). ``--require-keys``
   demands a non-empty key (401 otherwise) to catch clients that forget it.
-* A path that matches a function whose ``methods`` exclude the request method: the real host
-  answers 404 (the method is part of the route); this host answers **405** with an ``Allow``
-  header and ``{"error": {"code": "method_not_allowed", "message": ...}}``, which is clearer.
-* Unknown route: 404, empty body (as the host). Body over 100 MB (Kestrel limit Core Tools sets):
-  413 with a JSON error. A function that raises: 500, empty body, traceback in the log only.
+* A function that raises (or returns what its HTTP binding cannot send): 500, empty body, as the
+  real host maps a failed invocation; the stack trace goes to the log only.
+* What the host itself refuses gets the app's error shape ``{"error": {"code", "message"}}``
+  where the real host answers an empty or plain-text page: an unknown route (404), a method the
+  function does not list (405 with ``Allow``; the real host answers 404), malformed requests and
+  control characters or dot segments in the path (400), Kestrel's limits and timeouts (408, 413,
+  414, 431; see front.py), forms of more than 1024 fields (413, before the app parses them).
+* Request bodies are handed over as sent: ``Content-Encoding`` is not decoded (Kestrel does not).
+* The log names each request's path, never its query string (image data may travel in it).
 * It binds 127.0.0.1 by default (``--host 0.0.0.0`` to listen everywhere as ``func start`` does).
 """

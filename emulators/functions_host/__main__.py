@@ -16,6 +16,8 @@ from aiohttp import web
 
 from emulators.functions_host.discovery import (DEFAULT_PORT, AppConfigError, apply_settings,
                                                 read_local_settings)
+from emulators.functions_host.front import FrontLimits
+from emulators.functions_host.invocation import MODES
 
 log = logging.getLogger("functions_host")
 
@@ -35,6 +37,8 @@ def _setup_logging(verbose: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # the worker library's own per-invocation lines ("Function name: X, Function Type: sync")
+    logging.getLogger("azure.functions").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -54,18 +58,55 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    default=os.environ.get("FUNCTIONS_HOST_REQUIRE_KEYS", "").lower() in ("1", "true"),
                    help="reject function/admin-level calls without ?code= or x-functions-key "
                         "(Core Tools does not check keys locally; neither does this host by default)")
+    p.add_argument("--mode", choices=("auto", *MODES),
+                   default=os.environ.get("FUNCTIONS_HOST_MODE", "auto") or "auto",
+                   help="how functions are loaded and invoked: 'worker' = Microsoft's Python worker "
+                        "(azure-functions-runtime-v1, Python 3.13+), 'in-house' = this host's own "
+                        "binding code; 'auto' (default) = worker where it can run")
+    p.add_argument("--headers-timeout", type=float, default=None,
+                   help="seconds to receive a request's headers (default 30, Kestrel's)")
+    p.add_argument("--keepalive-timeout", type=float, default=None,
+                   help="seconds an idle kept-alive connection stays open (default 130, Kestrel's)")
+    p.add_argument("--min-body-rate", type=float, default=None,
+                   help="minimum request body rate in bytes/s (default 240, Kestrel's; 0 = none)")
+    p.add_argument("--body-grace", type=float, default=None,
+                   help="seconds before the body rate is enforced (default 5)")
     p.add_argument("--verbose", action="store_true")
     return p.parse_args(argv)
 
 
+def choose_invoker(requested: str, root: Path):
+    """The invoker for ``--mode`` (raises ValueError when 'worker' cannot run here)."""
+    from emulators.functions_host import worker  # noqa: PLC0415 - light; the library loads later
+
+    reason = worker.unavailable_reason()
+    if requested == "worker" or (requested == "auto" and reason is None):
+        if reason:
+            raise ValueError(f"--mode worker: {reason}")
+        return worker.WorkerInvoker(root)
+    if requested == "auto":
+        print(f"Worker-backed mode unavailable: {reason}. Using the in-house invocation path.",
+              flush=True)
+    from emulators.functions_host.inhouse import InHouseInvoker  # noqa: PLC0415
+
+    return InHouseInvoker(root)
+
+
 async def _serve(host, bind: str, port: int) -> int:
-    runner = web.AppRunner(host.make_app(), access_log=None, handle_signals=False)
+    try:
+        await host.start()
+    except (AppConfigError, RuntimeError) as exc:
+        print(str(exc), file=sys.stderr)
+        await host.close()
+        return 2
+    runner = web.ServerRunner(host.make_server(), handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, bind, port, reuse_address=True)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
+        await host.close()
         if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)) or \
                 "address already in use" in str(exc).lower():
             print(f"Port {port} is unavailable. Close the process using that port, "
@@ -87,6 +128,7 @@ async def _serve(host, bind: str, port: int) -> int:
     finally:
         print("Application is shutting down...", flush=True)
         await runner.cleanup()
+        await host.close()
     return 0
 
 
@@ -120,11 +162,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         else settings.cors
     creds = settings.cors_credentials if args.cors_credentials is None else args.cors_credentials
 
-    from emulators.functions_host.server import FunctionsHost  # imports the functions
+    from emulators.functions_host.server import FunctionsHost  # noqa: PLC0415
     try:
-        host = FunctionsHost(root, port, cors=cors, cors_credentials=creds,
-                             require_keys=args.require_keys)
-    except AppConfigError as exc:
+        limits = FrontLimits.from_env(headers_timeout=args.headers_timeout,
+                                      keepalive_timeout=args.keepalive_timeout,
+                                      min_body_rate=args.min_body_rate, body_grace=args.body_grace)
+        invoker = choose_invoker(args.mode, root)
+        host = FunctionsHost(root, port, invoker, cors=cors, cors_credentials=creds,
+                             require_keys=args.require_keys, limits=limits,
+                             invocation_id_header=os.environ.get(
+                                 "FUNCTIONS_HOST_INVOCATION_ID_HEADER", ""))
+    except (AppConfigError, ValueError, RuntimeError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
     try:

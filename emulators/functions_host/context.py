@@ -1,4 +1,9 @@
-"""The invocation objects the Python worker hands to a function: Context, TraceContext, RetryContext."""
+"""The invocation objects the Python worker hands to a function: Context, TraceContext, RetryContext.
+
+Plain classes with the worker's properties, like the worker's own (azure_functions_runtime_v1
+.bindings): they are not subclasses of ``azure.functions.Context``, so ``isinstance`` checks see
+the same thing in both host modes.
+"""
 from __future__ import annotations
 
 import re
@@ -6,13 +11,11 @@ import secrets
 import threading
 from typing import Any, Dict, Optional, Type
 
-import azure.functions as func
-from azure.functions import _abc as func_abc
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
-class RpcException(func_abc.RpcException):
+class RpcException:
     """The exception of a failed earlier attempt (always empty for HTTP triggers)."""
 
     def __init__(self, source: str = "", stack_trace: str = "", message: str = "") -> None:
@@ -31,7 +34,7 @@ class RpcException(func_abc.RpcException):
         return self._message
 
 
-class TraceContext(func_abc.TraceContext):
+class TraceContext:
     """W3C trace context of the invocation."""
 
     def __init__(self, trace_parent: str, trace_state: str, attributes: Dict[str, str]) -> None:
@@ -50,7 +53,7 @@ class TraceContext(func_abc.TraceContext):
         return self._attributes
 
 
-class RetryContext(func_abc.RetryContext):
+class RetryContext:
     """Retry state (HTTP triggers are never retried: 0 of 0)."""
 
     def __init__(self, retry_count: int = 0, max_retry_count: int = 0,
@@ -71,7 +74,7 @@ class RetryContext(func_abc.RetryContext):
         return self._exception
 
 
-class Context(func.Context):
+class Context:
     """What ``main(req, context)`` receives: same properties as the worker's Context."""
 
     def __init__(self, function_name: str, function_directory: str, invocation_id: str,
@@ -117,7 +120,7 @@ def trace_context_from_headers(headers: Any) -> TraceContext:
     return TraceContext(new_parent, headers.get("tracestate") or "", {})
 
 
-class Out(func.Out):
+class Out:
     """A named output binding parameter (``func.Out[func.HttpResponse]``)."""
 
     def __init__(self) -> None:

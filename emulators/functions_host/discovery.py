@@ -197,7 +197,7 @@ def discover(root: Path, env: Optional[Mapping[str, str]] = None) -> List[Functi
         script = directory / data.get("scriptFile", "__init__.py")
         specs.append(FunctionSpec(
             name=name, directory=directory, script_file=script.resolve(),
-            entry_point=data.get("entryPoint", "main"), trigger_name=trigger.get("name", "req"),
+            entry_point=data.get("entryPoint") or "main", trigger_name=trigger.get("name", "req"),
             methods=methods, auth_level=str(trigger.get("authLevel", "function")).lower(),
             route=route, route_template=compile_route(full),
             return_binding=out.get("name") if out else None, bindings=bindings))

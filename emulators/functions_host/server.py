@@ -1,157 +1,108 @@
-"""The HTTP side of the local Functions host: routing, CORS, limits, invocation, responses.
+"""The HTTP side of the local Functions host: routing, CORS, limits, and calling the invoker.
 
-Invocation follows the Python worker (azure-functions-python-worker, v1 programming model):
-each function is imported once as ``__app__.<Folder>`` (or ``__app__.<Folder>.<script>`` for a
-``scriptFile``) with the app root on ``sys.path``; parameters are bound by name (the trigger
-binding's ``name`` gets the ``azure.functions.HttpRequest``, ``context`` gets the Context, named
-``http`` output bindings get an ``Out``); sync functions run in a thread pool, async ones on the
-event loop; the result is encoded with azure.functions' own ``HttpResponseConverter``.
+One front for both invocation modes (invocation.py): it turns each request into an
+:class:`HttpInvocation` as the real host builds its ``RpcHttp`` message (header names lower-cased,
+repeated headers and query parameters joined with ",", the body as bytes, never decompressed) and
+turns the :class:`HttpResult` back into HTTP. A function that fails gives an empty 500, as the
+real host maps a failed invocation; everything the host itself refuses gets the app's JSON error
+shape (front.py for what the HTTP parser refuses).
 """
 from __future__ import annotations
 
 import asyncio
-import importlib
-import inspect
+import email.message
 import json
 import logging
-import os
-import sys
-import threading
+import re
 import time
-import traceback
-import types
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
+from urllib.parse import unquote
 
-import azure.functions as func
 from aiohttp import web
-from azure.functions.http import HttpResponseConverter
+from aiohttp.http_exceptions import BadHttpMessage
 
-from emulators.functions_host.context import (Context, Out, RetryContext,
-                                              trace_context_from_headers)
-from emulators.functions_host.discovery import (MAX_REQUEST_BODY_BYTES, FunctionSpec,
-                                                discover, route_prefix)
+from emulators.functions_host.context import trace_context_from_headers
+from emulators.functions_host.discovery import FunctionSpec, discover, route_prefix
+from emulators.functions_host.front import FrontLimits, Protocol, Server, json_error
+from emulators.functions_host.invocation import (HttpInvocation, HttpResult, InvocationFailed,
+                                                 Invoker, LoadOutcome)
 
 log = logging.getLogger("functions_host")
 
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BYTES = re.compile(rb"[\x00-\x1f\x7f]")
+_LOGGED_PATH_CHARS = 200
 
 
-@dataclass
-class LoadedFunction:
-    """A function spec with its imported entry point (or the import error)."""
+class Refused(Exception):
+    """The host refuses the request (answered with the JSON error shape)."""
 
-    spec: FunctionSpec
-    fn: Optional[Callable[..., Any]]
-    error: Optional[str]
-    is_async: bool = False
-    wants_context: bool = False
-    out_params: Tuple[str, ...] = ()
+    def __init__(self, status: int, code: str, message: str, close: bool = False) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.close = status, code, message, close
 
 
-def _ensure_app_package(root: Path) -> None:
-    """Make ``__app__`` the app root package, as the worker does, and put the root on sys.path."""
-    root_s = str(root)
-    if root_s not in sys.path:
-        sys.path.insert(0, root_s)
-    pkg = sys.modules.get("__app__")
-    if pkg is None or list(getattr(pkg, "__path__", [])) != [root_s]:
-        pkg = types.ModuleType("__app__")
-        pkg.__path__ = [root_s]  # type: ignore[attr-defined]
-        sys.modules["__app__"] = pkg
+def loggable_path(path: str) -> str:
+    """A request path for the log: control characters escaped, long paths cut (never the query)."""
+    text = path.encode("unicode_escape").decode("ascii") if _CONTROL.search(path) or \
+        not path.isascii() else path
+    return text if len(text) <= _LOGGED_PATH_CHARS else text[:_LOGGED_PATH_CHARS] + "..."
 
 
-def load_function(root: Path, spec: FunctionSpec) -> LoadedFunction:
-    """Import a function's script once and check its parameters against function.json."""
-    _ensure_app_package(root)
-    try:
-        rel = spec.script_file.relative_to(root)
-        parts = list(rel.with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        module = importlib.import_module(".".join(["__app__", *parts]))
-        fn = getattr(module, spec.entry_point, None)
-        if fn is None or not callable(fn):
-            raise AttributeError(f"the script {rel} has no function '{spec.entry_point}'")
-        declared = {b.get("name") for b in spec.bindings}
-        params = inspect.signature(fn).parameters
-        outs = tuple(p for p in params if p in declared and p != spec.trigger_name
-                     and p != "$return")
-        unknown = [p for p in params if p not in declared and p != "context"]
-        if unknown:
-            raise TypeError("the following parameters are declared in Python but not in "
-                            f"function.json: {set(unknown)!r}")
-        if spec.trigger_name not in params:
-            raise TypeError(f"the trigger binding '{spec.trigger_name}' is not a parameter of "
-                            f"{spec.entry_point}()")
-        return LoadedFunction(spec, fn, None, inspect.iscoroutinefunction(fn), "context" in params,
-                              outs)
-    except Exception as exc:  # noqa: BLE001 - reported per function, like the host
-        log.error("Worker failed to index function %s: %s\n%s", spec.name, exc,
-                  traceback.format_exc())
-        return LoadedFunction(spec, None, f"{type(exc).__name__}: {exc}")
-
-
-def _datum_to_response(datum: Any) -> web.Response:
-    """Turn HttpResponseConverter's datum into an aiohttp response."""
-    if datum.type == "string":
-        return web.Response(status=200, body=datum.value.encode("utf-8"),
-                            headers={"Content-Type": "text/plain; charset=utf-8"})
-    value = datum.value
-    status = int(value["status_code"].value)
-    resp = web.Response(status=status, body=value["body"].value or b"")
-    for name, h in value["headers"].items():
-        if name.lower() not in _HOP_BY_HOP:
-            resp.headers.add(name, h.value)
-    for cookie in value.get("cookies") or []:
-        for morsel in cookie.values():
-            resp.headers.add("Set-Cookie", morsel.OutputString())
-    return resp
-
-
-def _json_error(status: int, code: str, message: str, headers: Optional[Dict[str, str]] = None
-                ) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status,
-                             headers=headers)
+def count_form_fields(content_type: str, body: bytes) -> int:
+    """How many fields a form body would parse into (0 when it is not a form)."""
+    msg = email.message.Message()
+    msg["content-type"] = content_type
+    media = msg.get_content_type()
+    if media == "application/x-www-form-urlencoded":
+        return body.count(b"&") + 1 if body else 0
+    if media == "multipart/form-data":
+        boundary = msg.get_param("boundary")
+        if isinstance(boundary, str) and boundary:
+            return max(0, body.count(b"--" + boundary.encode("latin-1", "replace")) - 1)
+    return 0
 
 
 class FunctionsHost:
-    """An aiohttp application serving the HTTP-triggered functions of one app folder."""
+    """Serves the HTTP-triggered functions of one app folder through an :class:`Invoker`."""
 
-    def __init__(self, root: Path, port: int, *, cors: Optional[List[str]] = None,
-                 cors_credentials: bool = False, require_keys: bool = False,
-                 max_body_bytes: int = MAX_REQUEST_BODY_BYTES,
-                 threads: Optional[int] = None) -> None:
+    def __init__(self, root: Path, port: int, invoker: Invoker, *,
+                 cors: Optional[List[str]] = None, cors_credentials: bool = False,
+                 require_keys: bool = False, limits: Optional[FrontLimits] = None,
+                 invocation_id_header: str = "") -> None:
         self.root = root.resolve()
         self.port = port
+        self.invoker = invoker
         self.prefix = route_prefix(self.root)
         self.cors = cors or []
         self.cors_credentials = cors_credentials
         self.require_keys = require_keys
-        # FUNCTIONS_HOST_MAX_BODY_BYTES: a test knob only (the real host's limit is fixed at 100 MB)
-        env_limit = os.environ.get("FUNCTIONS_HOST_MAX_BODY_BYTES", "")
-        self.max_body_bytes = int(env_limit) if env_limit.isdigit() else max_body_bytes
-        env_threads = os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT", "")
-        workers = threads or (int(env_threads) if env_threads.isdigit() and int(env_threads) > 0
-                              else min(32, (os.cpu_count() or 1) + 4))
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="func")
-        self.tls = threading.local()
-        self.functions: List[LoadedFunction] = [load_function(self.root, s)
-                                                for s in discover(self.root)]
+        self.limits = limits or FrontLimits.from_env()
+        # A test knob (FUNCTIONS_HOST_INVOCATION_ID_HEADER): take the invocation id from this
+        # request header when it holds a UUID, so two hosts can be compared answer for answer.
+        self.invocation_id_header = invocation_id_header.lower()
+        self.functions: List[LoadOutcome] = []
+
+    async def start(self) -> None:
+        """Load every function of the app through the invoker."""
+        self.functions = await self.invoker.load(discover(self.root))
+
+    async def close(self) -> None:
+        await self.invoker.close()
 
     # -- presentation -------------------------------------------------------------------------
     def url(self, spec: FunctionSpec, host: str = "localhost") -> str:
         return f"http://{host}:{self.port}{spec.url_path(self.prefix)}"
 
     def banner(self) -> str:
-        """The function list ``func start`` prints."""
-        lines = ["", "Functions:", ""]
+        """The function list ``func start`` prints, and which worker runs them."""
+        lines = ["", f"Worker: {self.invoker.describe()}", "", "Functions:", ""]
         for f in self.functions:
-            methods = ",".join(f.spec.methods)
-            lines.append(f"\t{f.spec.name}: [{methods}] {self.url(f.spec)}")
+            lines.append(f"\t{f.spec.name}: [{','.join(f.spec.methods)}] {self.url(f.spec)}")
             if f.error:
                 lines.append(f"\t\tERROR: {f.error}")
         if not self.functions:
@@ -159,16 +110,8 @@ class FunctionsHost:
         lines.append("")
         return "\n".join(lines)
 
-    # -- aiohttp -----------------------------------------------------------------------------
-    def make_app(self) -> web.Application:
-        # client_max_size is a backstop; the limit is enforced (with a clear 413) in _read_body.
-        app = web.Application(client_max_size=self.max_body_bytes + 1)
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        app.on_shutdown.append(self._shutdown)
-        return app
-
-    async def _shutdown(self, _app: web.Application) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+    def make_server(self) -> Server:
+        return Server(self.handle, limits=self.limits)
 
     # -- CORS (ASP.NET Core CORS middleware as Core Tools configures it) ----------------------
     def _origin_allowed(self, origin: str) -> bool:
@@ -185,7 +128,7 @@ class FunctionsHost:
             headers["Access-Control-Allow-Credentials"] = "true"
         return headers
 
-    def _preflight(self, request: web.Request) -> Optional[web.Response]:
+    def _preflight(self, request: web.BaseRequest) -> Optional[web.Response]:
         origin = request.headers.get("Origin")
         if (request.method != "OPTIONS" or not origin or not self.cors
                 or "Access-Control-Request-Method" not in request.headers):
@@ -200,10 +143,10 @@ class FunctionsHost:
 
     # -- routing ----------------------------------------------------------------------------
     def _match(self, path: str, method: str
-               ) -> Tuple[Optional[LoadedFunction], Dict[str, str], List[str]]:
+               ) -> Tuple[Optional[LoadOutcome], Dict[str, str], List[str]]:
         """The function for path+method; else the first path match and the methods it allows."""
         path = path.strip("/")
-        first: Optional[Tuple[LoadedFunction, Dict[str, str]]] = None
+        first: Optional[Tuple[LoadOutcome, Dict[str, str]]] = None
         allowed: List[str] = []
         for f in self.functions:
             params = f.spec.route_template.match(path)
@@ -217,25 +160,77 @@ class FunctionsHost:
             return None, {}, []
         return first[0], first[1], allowed
 
-    async def _read_body(self, request: web.Request) -> bytes:
+    def _check_request(self, request: web.BaseRequest) -> None:
+        """Refuse what no function should see (Kestrel refuses the same with 400 or 431): control
+        characters or dot segments in the path, an invalid Host, header values that are not
+        ASCII, header blocks over the total size."""
+        raw_path = request.raw_path.split("?", 1)[0]
+        decoded = unquote(raw_path, errors="replace")
+        if _CONTROL.search(decoded) or _CONTROL.search(request.path):
+            raise Refused(400, "bad_request", "the request path contains a control character")
+        if any(seg in (".", "..") for seg in decoded.replace("\\", "/").split("/")):
+            raise Refused(400, "bad_request", "the request path contains '.' or '..' segments")
+        try:
+            str(request.url)
+        except ValueError:
+            raise Refused(400, "bad_request", "invalid Host header") from None
+        for _, value in request.raw_headers:
+            if not value.isascii() or _CONTROL_BYTES.search(value.replace(b"\t", b" ")):
+                raise Refused(400, "bad_request", "a request header value is not printable ASCII")
+        size = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
+        if size > self.limits.max_header_bytes:
+            raise Refused(431, "request_header_fields_too_large",
+                          f"the request headers are larger than {self.limits.max_header_bytes} "
+                          "bytes in all")
+
+    async def _read_body(self, request: web.BaseRequest) -> bytes:
+        """The whole body, within the size limit and Kestrel's minimum data rate."""
+        limit, rate = self.limits.max_body_bytes, self.limits.min_body_rate
         length = request.content_length
-        if length is not None and length > self.max_body_bytes:
-            raise web.HTTPRequestEntityTooLarge(max_size=self.max_body_bytes, actual_size=length)
+        if length is not None and length > limit:
+            raise Refused(413, "request_entity_too_large", f"request body larger than {limit} bytes")
+        if request.version >= (1, 1) and \
+                request.headers.get("Expect", "").strip().lower() == "100-continue":
+            # What aiohttp's router (not used here) and Kestrel do once the body is wanted.
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
+        loop = asyncio.get_running_loop()
+        start = loop.time()
         chunks: List[bytes] = []
         total = 0
-        async for chunk in request.content.iter_chunked(1 << 16):
+        while True:
+            timeout = None
+            if rate > 0:
+                timeout = start + max(self.limits.body_grace, (total + 1) / rate) - loop.time()
+                if timeout <= 0:
+                    raise self._too_slow()
+            try:
+                chunk = await asyncio.wait_for(request.content.readany(), timeout)
+            except asyncio.TimeoutError:
+                raise self._too_slow() from None
+            except BadHttpMessage:
+                raise Refused(400, "bad_request", "malformed request body framing",
+                              close=True) from None
+            if not chunk:
+                break
             total += len(chunk)
-            if total > self.max_body_bytes:
-                raise web.HTTPRequestEntityTooLarge(max_size=self.max_body_bytes, actual_size=total)
+            if total > limit:
+                raise Refused(413, "request_entity_too_large", f"request body larger than {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _builtin(self, request: web.Request) -> Optional[web.Response]:
+    def _too_slow(self) -> Refused:
+        return Refused(408, "request_timeout",
+                       f"the request body arrived slower than {self.limits.min_body_rate:g} "
+                       "bytes/s", close=True)
+
+    def _builtin(self, request: web.BaseRequest) -> Optional[web.Response]:
         path = request.path.rstrip("/").lower()
         if path == "" and request.method in ("GET", "HEAD"):
             return web.Response(text="Your Functions 4.0 app is up and running (local host)\n")
         if path == "/admin/host/status":
             return web.json_response({"state": "Running", "version": "local",
+                                      "mode": self.invoker.mode,
                                       "processUptime": int(time.monotonic() * 1000)})
         if path == "/admin/functions":
             return web.json_response([{"name": f.spec.name, "invoke_url_template": self.url(f.spec),
@@ -243,103 +238,99 @@ class FunctionsHost:
                                       for f in self.functions])
         return None
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    def _invocation_id(self, request: web.BaseRequest) -> str:
+        if self.invocation_id_header:
+            given = request.headers.get(self.invocation_id_header, "")
+            if _UUID.match(given):
+                return given.lower()
+        return str(uuid.uuid4())
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if isinstance(request.protocol, Protocol):
+            request.protocol.request_started()
         started = time.perf_counter()
-        invocation_id = str(uuid.uuid4())
+        invocation_id = self._invocation_id(request)
         origin = request.headers.get("Origin")
-        fn: Optional[LoadedFunction] = None
-        status, outcome, invoked = 500, "Failed", False
+        fn: Optional[LoadOutcome] = None
+        status, invoked = 500, False
         try:
+            self._check_request(request)
             resp = self._preflight(request)
             if resp is None:
                 fn, route_params, methods = self._match(request.path, request.method)
                 if fn is None:
-                    resp = self._builtin(request) or web.Response(status=404)
+                    resp = self._builtin(request) or json_error(
+                        404, "not_found", "no function is served at this path")
                 elif request.method not in methods:
-                    resp = _json_error(405, "method_not_allowed",
-                                       f"{request.method} is not allowed for function "
-                                       f"'{fn.spec.name}'; allowed: {', '.join(methods)}",
-                                       {"Allow": ", ".join(methods)})
+                    resp = json_error(405, "method_not_allowed",
+                                      f"{request.method} is not allowed for function "
+                                      f"'{fn.spec.name}'; allowed: {', '.join(methods)}",
+                                      {"Allow": ", ".join(methods)})
                 elif self.require_keys and fn.spec.auth_level in ("function", "admin") and not (
                         request.query.get("code") or request.headers.get("x-functions-key")):
-                    resp = _json_error(401, "unauthorized",
-                                       f"function '{fn.spec.name}' has authLevel "
-                                       f"'{fn.spec.auth_level}': pass ?code=<key> or the "
-                                       "x-functions-key header")
+                    resp = json_error(401, "unauthorized",
+                                      f"function '{fn.spec.name}' has authLevel "
+                                      f"'{fn.spec.auth_level}': pass ?code=<key> or the "
+                                      "x-functions-key header")
                 else:
                     body = await self._read_body(request)
+                    fields = count_form_fields(request.headers.get("Content-Type", ""), body)
+                    if fields > self.limits.max_form_fields:
+                        raise Refused(413, "request_entity_too_large",
+                                      f"the form has more than {self.limits.max_form_fields} fields")
                     invoked = True
-                    resp = await self._invoke(fn, request, route_params, body, invocation_id)
-            for k, v in self._cors_headers(origin).items():
-                if k not in resp.headers:
-                    resp.headers[k] = v
-            status = resp.status
-            outcome = "Succeeded" if status < 500 else "Failed"
-            return resp
-        except web.HTTPRequestEntityTooLarge:
-            status, outcome = 413, "Failed"
-            resp = _json_error(413, "request_entity_too_large",
-                               f"request body larger than {self.max_body_bytes} bytes")
-            resp.headers.update(self._cors_headers(origin))
-            return resp
-        except Exception:  # noqa: BLE001 - the host answers 500 and logs, never a traceback
-            status = 500
+                    resp = await self._invoke(fn.spec, request, route_params, body, invocation_id)
+        except Refused as exc:
+            resp = json_error(exc.status, exc.code, exc.message)
+            if exc.close:
+                resp.force_close()
+        except InvocationFailed as exc:
             log.error("Executed 'Functions.%s' (Failed, Id=%s)\n%s",
-                      fn.spec.name if fn else "?", invocation_id, traceback.format_exc())
+                      fn.spec.name if fn else "?", invocation_id, exc.detail)
             resp = web.Response(status=500)
-            resp.headers.update(self._cors_headers(origin))
-            return resp
-        finally:
-            ms = (time.perf_counter() - started) * 1000
-            if invoked and fn is not None:
-                log.info("Executed 'Functions.%s' (%s, Id=%s, Duration=%.0fms) %s %s -> %d",
-                         fn.spec.name, outcome, invocation_id, ms, request.method,
-                         request.path_qs, status)
-            else:
-                log.info("Request %s %s -> %d (no function executed)", request.method,
-                         request.path_qs, status)
+        except Exception:  # noqa: BLE001 - the host answers 500 and logs, never a traceback
+            log.exception("Host error on %s %s (Id=%s)", request.method,
+                          loggable_path(request.path), invocation_id)
+            resp = web.Response(status=500)
+        for k, v in self._cors_headers(origin).items():
+            if k not in resp.headers:
+                resp.headers[k] = v
+        status = resp.status
+        ms = (time.perf_counter() - started) * 1000
+        if invoked and fn is not None:
+            log.info("Executed 'Functions.%s' (%s, Id=%s, Duration=%.0fms) %s %s -> %d",
+                     fn.spec.name, "Succeeded" if status < 500 else "Failed", invocation_id, ms,
+                     request.method, loggable_path(request.path), status)
+        else:
+            log.info("Request %s %s -> %d (no function executed)", request.method,
+                     loggable_path(request.path), status)
+        return resp
 
-    async def _invoke(self, fn: LoadedFunction, request: web.Request, route_params: Dict[str, str],
-                      body: bytes, invocation_id: str) -> web.Response:
-        if fn.fn is None:
-            raise RuntimeError(f"function {fn.spec.name} failed to load: {fn.error}")
+    async def _invoke(self, spec: FunctionSpec, request: web.BaseRequest,
+                      route_params: Dict[str, str], body: bytes, invocation_id: str
+                      ) -> web.Response:
         headers: Dict[str, str] = {}
         for k, v in request.headers.items():
-            headers[k] = f"{headers[k]}, {v}" if k in headers else v
-        params: Dict[str, str] = {}
+            k = k.lower()
+            headers[k] = f"{headers[k]},{v}" if k in headers else v
+        query: Dict[str, str] = {}
         for k, v in request.query.items():
-            params[k] = f"{params[k]},{v}" if k in params else v
-        req = func.HttpRequest(request.method, str(request.url), headers=headers, params=params,
-                               route_params=route_params, body=body)
-        kwargs: Dict[str, Any] = {fn.spec.trigger_name: req}
-        if fn.wants_context:
-            kwargs["context"] = Context(fn.spec.name, str(fn.spec.directory), invocation_id,
-                                        self.tls, trace_context_from_headers(request.headers),
-                                        RetryContext())
-        outs = {name: Out() for name in fn.out_params}
-        kwargs.update(outs)
-        if fn.is_async:
-            result = await fn.fn(**kwargs)
-        else:
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self.executor, self._call_sync, fn.fn, kwargs,
-                                                invocation_id)
-        if fn.spec.return_binding and fn.spec.return_binding != "$return" \
-                and fn.spec.return_binding in outs:
-            result = outs[fn.spec.return_binding].get()
-        if result is None:
-            return web.Response(status=204)
-        if isinstance(result, bytes):
-            result = func.HttpResponse(result, mimetype="application/octet-stream")
-        if not isinstance(result, (str, func.HttpResponse)):
-            raise TypeError(f"function {fn.spec.name} returned {type(result).__name__}, "
-                            "expected azure.functions.HttpResponse or str")
-        datum = HttpResponseConverter.encode(result, expected_type=None)
-        return _datum_to_response(datum)
+            query[k] = f"{query[k]},{v}" if k in query else v
+        trace = trace_context_from_headers(request.headers)
+        inv = HttpInvocation(invocation_id=invocation_id, method=request.method,
+                             url=str(request.url), headers=headers, query=query,
+                             route_params=route_params, body=body,
+                             trace_parent=trace.trace_parent, trace_state=trace.trace_state)
+        result = await self.invoker.invoke(spec, inv)
+        return _to_response(result)
 
-    def _call_sync(self, fn: Callable[..., Any], kwargs: Dict[str, Any], invocation_id: str) -> Any:
-        self.tls.invocation_id = invocation_id
-        return fn(**kwargs)
+
+def _to_response(result: HttpResult) -> web.Response:
+    resp = web.Response(status=result.status, body=result.body)
+    for name, value in result.headers:
+        if name.lower() not in _HOP_BY_HOP:
+            resp.headers.add(name, value)
+    return resp
 
 
 def describe(host: FunctionsHost) -> str:

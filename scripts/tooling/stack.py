@@ -7,7 +7,9 @@
 4. the model server: the real OVMS container where a Docker engine runs, else
    ``python -m emulators.ovms --config_path models/config.json --port 9000``;
 5. the functions host: ``func start`` if Core Tools are installed, else
-   ``python -m emulators.functions_host --port 7071``.
+   ``python -m emulators.functions_host --port 7071``: worker-backed (Microsoft's Python worker,
+   in .venv313) when scripts/bootstrap.sh found a Python 3.13, else its in-house path; the output
+   says which.
 
 Ctrl+C (or SIGTERM) stops every process it started.
 """
@@ -157,6 +159,25 @@ def wait_port(port: int, proc: Optional[subprocess.Popen], what: str, timeout: f
     raise StackError(f"{what} did not listen on port {port} within {timeout:.0f} s")
 
 
+def host_python(requested: str = "auto") -> Tuple[str, str, str]:
+    """(interpreter, mode, why) for the local functions host."""
+    from emulators.functions_host import worker  # noqa: PLC0415
+
+    here = worker.unavailable_reason()
+    python = sys.executable if here is None else worker.worker_python(PROJECT_ROOT)
+    if requested == "in-house":
+        return sys.executable, "in-house", "asked for with --host-mode in-house"
+    if python is not None:
+        return (str(python), "worker", f"Microsoft's Python worker {worker.DISTRIBUTION} on "
+                f"Python 3.13, {'this interpreter' if here is None else python}")
+    if requested == "worker":
+        raise StackError("--host-mode worker: no Python 3.13 environment; bootstrap builds "
+                         ".venv313 where it finds a Python 3.13")
+    return (sys.executable, "in-house",
+            "no .venv313: scripts/bootstrap.sh found no Python 3.13, so Microsoft's Python worker "
+            "(it needs 3.13) is not installed; the host's own binding code runs the functions")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m scripts.tooling.stack", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -171,6 +192,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--upload-only", metavar="CONNECTION_STRING", default=None,
                    help="only find the models and upload them (with side files) to this storage "
                         "account, print the side-file settings and exit (deploy/docker-compose.yml)")
+    p.add_argument("--host-mode", choices=("auto", "worker", "in-house"), default="auto",
+                   help="the local functions host's invocation mode (auto: the worker where "
+                        ".venv313 exists)")
     args = p.parse_args(argv)
     if args.upload_only:
         return upload_only(args.upload_only, args.detection_model, args.release)
@@ -223,9 +247,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             env[f"{endpoint.prefix}_PORT"] = str(args.ovms_port)
         if shutil.which("func"):
             cmd = ["func", "start", "--port", str(args.http_port)]
+            _say("functions host: Azure Functions Core Tools (func start)")
         else:
-            cmd = [sys.executable, "-m", "emulators.functions_host", "--root", str(PROJECT_ROOT),
-                   "--port", str(args.http_port)]
+            python, mode, why = host_python(args.host_mode)
+            _say(f"functions host mode: {mode} ({why})")
+            cmd = [python, "-m", "emulators.functions_host", "--root", str(PROJECT_ROOT),
+                   "--port", str(args.http_port), "--mode", mode]
         host = stack.spawn("functions host", cmd, env)
         wait_port(args.http_port, host, "functions host")
         from emulators.functions_host.discovery import discover, route_prefix
