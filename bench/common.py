@@ -26,6 +26,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from scripts.tooling.azurite import free_port  # noqa: E402  (after the sys.path line)
+from shared.allocator import keep_large_buffers  # noqa: E402
+
+# The app and the model server keep their large buffers on the heap (shared/allocator.py): so does
+# the benchmark process, whose in-process baseline would otherwise pay page faults the app does not.
+keep_large_buffers()
 
 PYTHON = sys.executable
 IMAGES = ROOT.parent / "shared" / "images"

@@ -1,6 +1,8 @@
 """The gRPC server: both APIs on one port, background model loading, graceful drain on SIGTERM/SIGINT."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -38,6 +40,18 @@ def setup_logging(level: str) -> None:
         logging.getLogger("azure").setLevel(logging.WARNING)
 
 
+def keep_large_buffers() -> None:
+    """Serve the megabyte tensors of each request from the heap and reuse them: glibc otherwise maps
+    and unmaps them per call, and page-faulting them in again cost more than half of a 2 MB call
+    (8.9 -> 3.8 ms measured). Same tuning as the app's (shared/allocator.py); glibc only."""
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: glibc's 64-bit maximum
+    mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
+
+
 def build_server(cfg: ServerConfig, manager: ModelManager) -> grpc.Server:
     """A grpc.Server with the KServe and TFS servicers, bound to ``cfg.port`` (raises on a busy port)."""
     workers = cfg.grpc_workers or max(32, 4 * (os.cpu_count() or 2))
@@ -65,6 +79,7 @@ def serve(argv: Optional[Sequence[str]] = None) -> int:
         log.error("%s", exc)
         return 1
     setup_logging(cfg.log_level)
+    keep_large_buffers()
     manager = ModelManager(cfg.models)
     try:
         server = build_server(cfg, manager)

@@ -72,7 +72,10 @@ def _serve(req: func.HttpRequest, task_name: str, timings: Timings, start: float
     answer = contract.negotiate(req, raw_options, endpoint)
 
     from shared import imaging, serving  # numpy/cv2/Pillow/gRPC: imported on the first request only
+    from shared.allocator import keep_large_buffers
     from shared.tasks import get_task
+
+    keep_large_buffers()  # once per process: each request's megabyte buffers are reused, not re-mapped
 
     task = get_task(task_name)
     task_options = dict(answer.defaults)
