@@ -82,6 +82,13 @@ class ImageTooLarge(PayloadTooLarge):
     code = "image_too_large"
 
 
+class ImageTooComplex(PayloadTooLarge):
+    """Within the byte and pixel limits, but asking for more decoding work than allowed (413):
+    e.g. a JPEG with hundreds of scans, a PNG of a million chunks, a TIFF of tiny tiles."""
+
+    code = "image_too_complex"
+
+
 class UnsupportedMediaType(OvaasError):
     """Content type we do not read, or bytes that are not a decodable image (415)."""
 
@@ -128,6 +135,16 @@ class ModelUnavailable(OvaasError):
 
 class ModelNotFound(ModelUnavailable):
     code = "model_not_found"
+
+
+class ServerBusy(OvaasError):
+    """Too many large pictures are being decoded right now; try again shortly (503, Retry-After)."""
+
+    status = 503
+    code = "server_busy"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(int(retry_after))})
 
 
 class ModelTimeout(OvaasError):
