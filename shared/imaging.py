@@ -30,7 +30,8 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Tuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, Optional, Tuple, TypeVar
 
 import cv2
 import numpy as np
@@ -38,7 +39,9 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from shared import imagecheck
 from shared.config import Limits
-from shared.errors import ImageTooLarge, InvalidImage, ServerBusy
+from shared.errors import ImageTooComplex, ImageTooLarge, InvalidImage, ServerBusy
+
+T = TypeVar("T")
 
 # We enforce our own pixel limits before decoding; Pillow's bomb check would only duplicate it.
 Image.MAX_IMAGE_PIXELS = None
@@ -86,15 +89,32 @@ class DecodeGate:
     ``server_busy`` and Retry-After, so waiting never ties up the host's worker threads.
 
     Pictures under ``large_pixels`` never wait: ordinary requests are never queued behind a flood
-    of huge ones. Re-entrant per thread (a caller may hold a slot around decode and more work).
+    of huge ones. ``run`` does a large decode on one of ``slots`` worker threads running at a lower
+    CPU priority (``nice``), so when CPUs are short the requests' own threads go first.
+    Re-entrant per thread (a caller may hold a slot around decode and more work).
     """
 
-    def __init__(self, slots: int, queue: int, wait_s: float, large_pixels: int) -> None:
+    def __init__(self, slots: int, queue: int, wait_s: float, large_pixels: int,
+                 nice: int = 10) -> None:
         self.slots, self.queue, self.wait_s, self.large_pixels = slots, queue, wait_s, large_pixels
+        self.nice = nice
         self._cond = threading.Condition()
         self._running = 0
         self._waiting = 0
         self._local = threading.local()
+        self._workers: Optional[ThreadPoolExecutor] = None
+
+    def run(self, pixels: int, work: Callable[[], T]) -> T:
+        """``work()`` under ``admit(pixels)``; a large one on a low-priority worker thread."""
+        if pixels < self.large_pixels or getattr(self._local, "held", False):
+            return work()
+        with self.admit(pixels):
+            with self._cond:
+                if self._workers is None:
+                    self._workers = ThreadPoolExecutor(max_workers=max(1, self.slots),
+                                                       thread_name_prefix="decode",
+                                                       initializer=_lower_priority, initargs=(self.nice,))
+            return self._workers.submit(work).result()
 
     @property
     def running(self) -> int:
@@ -120,6 +140,20 @@ class DecodeGate:
                 self._running -= 1
                 self._cond.notify()
 
+    def pause(self, seconds: float) -> None:
+        """Park this thread ``seconds`` (no CPU) if a place in the queue is free, else return at
+        once: slows a client that loops on files refused as hostile without ever tying up more
+        threads than the queue allows."""
+        with self._cond:
+            if self._waiting >= self.queue:
+                return
+            self._waiting += 1
+        try:
+            time.sleep(seconds)
+        finally:
+            with self._cond:
+                self._waiting -= 1
+
     def _acquire(self) -> None:
         with self._cond:
             if self._running < self.slots:
@@ -142,11 +176,32 @@ class DecodeGate:
                 self._waiting -= 1
 
 
+def _lower_priority(nice: int) -> None:
+    """Raise this thread's nice value by ``nice`` (Linux: per thread); elsewhere nothing."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except (AttributeError, OSError):
+        pass
+
+
+def _worker_threads() -> int:
+    """Threads the Functions Python worker runs functions on (PYTHON_THREADPOOL_THREAD_COUNT, else
+    the default of Python's ThreadPoolExecutor, min(32, CPUs + 4))."""
+    raw = os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else min(32, _cpu_count() + 4)
+
+
+#: Pause before answering a file refused as too complex (still well under 100 ms): a client that
+#: sends such files in a loop then costs ~1/20 of the CPU it would otherwise.
+REFUSAL_PAUSE_S = 0.05
 #: A picture this large takes ~30-100 ms of CPU to decode (4 MP); smaller ones never wait.
 LARGE_PIXELS = 4_000_000
-#: One large decode per core but one (the other core(s) keep serving everyone else), one waiting
-#: per slot, at most 10 s each.
-DECODE_GATE = DecodeGate(slots=max(1, _cpu_count() - 1), queue=max(1, _cpu_count() - 1), wait_s=10.0,
+_SLOTS = max(1, _cpu_count() - 1)
+#: One large decode per CPU but one (the other CPU keeps serving everyone else). Waiting for a
+#: slot parks a worker thread without using CPU: every thread but the running ones and one (kept
+#: for small requests) may wait, at most 10 s each; beyond that, 503 at once.
+DECODE_GATE = DecodeGate(slots=_SLOTS, queue=max(1, _worker_threads() - _SLOTS - 1), wait_s=10.0,
                          large_pixels=LARGE_PIXELS)
 
 
@@ -158,7 +213,11 @@ def decode(data: bytes, limits: Limits) -> DecodedImage:
     if not data:
         raise InvalidImage("the image is empty")
     kind = imagecheck.sniff(data)
-    structure = imagecheck.check(kind, data)
+    try:
+        structure = imagecheck.check(kind, data)
+    except ImageTooComplex:
+        DECODE_GATE.pause(REFUSAL_PAUSE_S)  # no encoder writes such a file: it was made to hurt
+        raise
     img = _open(data, kind)
     fmt = (img.format or kind).upper()
     width, height = img.size
@@ -169,10 +228,10 @@ def decode(data: bytes, limits: Limits) -> DecodedImage:
             # and a bytes copy; its run-length BMP decoder is Python). Orientation is read here.
             orientation = exif_orientation(img.info.get("exif")) if not structure.rle else 1
             img.close()
-            with DECODE_GATE.admit(width * height):
-                return DecodedImage(_decode_opencv(data, (height, width), orientation), fmt, orientation)
-        with DECODE_GATE.admit(width * height):
-            pixels, orientation = _decode_pillow(img, fmt)
+            pixels = DECODE_GATE.run(width * height,
+                                     lambda: _decode_opencv(data, (height, width), orientation))
+            return DecodedImage(pixels, fmt, orientation)
+        pixels, orientation = DECODE_GATE.run(width * height, lambda: _decode_pillow(img, fmt))
         return DecodedImage(pixels, fmt, orientation)
     finally:
         img.close()
@@ -335,7 +394,7 @@ def _band_converter(img: Image.Image) -> Callable[[Image.Image], np.ndarray]:
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16-bit (or 32-bit int) grey: the used range into 8 bits, rounded to nearest.
-        top = 65535 if img.getextrema()[1] > 255 or mode.startswith("I;16") else 255
+        top = 65535 if mode.startswith("I;16") or _maximum(img) > 255 else 255
 
         def grey_int(band: Image.Image) -> np.ndarray:
             arr = np.asarray(band)
@@ -346,7 +405,7 @@ def _band_converter(img: Image.Image) -> Callable[[Image.Image], np.ndarray]:
             return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
         return grey_int
     if mode == "F":
-        scale = np.float32(255.0 if img.getextrema()[1] <= 1.0 else 1.0)
+        scale = np.float32(255.0 if _maximum(img) <= 1.0 else 1.0)
 
         def grey_float(band: Image.Image) -> np.ndarray:
             arr = np.asarray(band, dtype=np.float32) * scale + np.float32(0.5)
@@ -363,6 +422,15 @@ def _band_converter(img: Image.Image) -> Callable[[Image.Image], np.ndarray]:
     if mode == "RGB":
         return lambda band: cv2.cvtColor(np.asarray(band), cv2.COLOR_RGB2BGR)
     return lambda band: cv2.cvtColor(np.asarray(band.convert("RGB")), cv2.COLOR_RGB2BGR)
+
+
+def _maximum(img: Image.Image) -> float:
+    """The largest value of a one-band image, a band of rows at a time (numpy releases the GIL;
+    Pillow's getextrema holds it for the whole picture)."""
+    width, height = img.size
+    rows = max(1, _BAND_BYTES // (width * 4))
+    return max(float(np.asarray(img.crop((0, y, width, min(height, y + rows)))).max(initial=0))
+               for y in range(0, height, rows))
 
 
 def _palette_bgr(img: Image.Image) -> np.ndarray:

@@ -363,7 +363,7 @@ def bmp_rle8_runs(side: int = 6324) -> bytes:
 
 
 @functools.lru_cache(maxsize=None)
-def bmp_rle8_literals(width: int = 6324, height: int = 3000) -> bytes:
+def bmp_rle8_literals(width: int = 6324, height: int = 1500) -> bytes:
     """RLE8 of one-pixel runs (2 bytes per pixel): the most RLE codes a body can hold."""
     row = b"\x01\x07" * width + b"\x00\x00"
     return bmp_bytes(width, height, 8, 1, row * height + b"\x00\x01")
@@ -408,33 +408,54 @@ def webp_lossless_flat(side: int = 6324) -> bytes:
 
 @dataclass(frozen=True)
 class Kind:
-    """One hostile shape: how to build it and the status class it must get (2 = 2xx, 4 = 4xx)."""
+    """One hostile shape: how to build it and the status class it must get (2 = 2xx, 4 = 4xx).
+
+    ``load`` builds the variant the load test floods the host with: the same structure at a size
+    whose upload costs the host little (a flood of multi-megabyte bodies costs the host as much
+    whatever they contain: see bench/bench_hostile.py's controls), or None when the shape is no
+    harder to decode than an ordinary picture (flooding with it is an ordinary flood).
+    """
 
     name: str
     build: Callable[[], bytes]
     content_type: str
     expect: int  # 2 or 4: the first digit of the status
     note: str
+    load: Optional[Callable[[], bytes]] = None
+
+    def load_body(self) -> bytes:
+        return (self.load or self.build)()
 
 
 KINDS: List[Kind] = [
-    Kind("jpeg_12000_scans", jpeg_scan_bomb, "image/jpeg", 4, "issue item 1: progressive 4096x4096, 12,000 scans"),
-    Kind("jpeg_1m_segments", jpeg_many_segments, "image/jpeg", 4, "1 M empty COM segments before the scan"),
-    Kind("png_rgba_zeros", png_rgba_zeros, "image/png", 2, "RGBA 6324x6324 zeros, 155 KB"),
-    Kind("png16_rgba", png16_rgba, "image/png", 2, "16-bit RGBA 16384x2441"),
-    Kind("png_palette_trns", png_palette_trns, "image/png", 2, "palette + tRNS 6324x6324"),
-    Kind("png_grey16", png_grey16, "image/png", 2, "16-bit grey 6324x6324"),
-    Kind("png_1m_chunks", png_many_chunks, "image/png", 4, "1 M empty ancillary chunks"),
-    Kind("png_iccp_flood", png_many_iccp, "image/png", 4, "5,000 iCCP chunks of 1 MB each inflated"),
-    Kind("apng_200k_frames", apng_many_frames, "image/png", 4, "APNG with 200,000 frames"),
-    Kind("tiff_deflate_rgb", tiff_deflate_rgb, "image/tiff", 2, "deflate RGB 6324x6324, one strip"),
-    Kind("tiff_deflate_rgba16", tiff_deflate_rgba16, "image/tiff", 2, "deflate 16-bit RGBA 16384x2441"),
-    Kind("tiff_tiny_tiles", tiff_tiny_tiles, "image/tiff", 4, "156,000 16x16 tiles"),
-    Kind("tiff_jpeg_scans", tiff_jpeg_scan_bomb, "image/tiff", 4, "JPEG-in-TIFF with 12,000 scans"),
-    Kind("bmp_rle8_runs", bmp_rle8_runs, "image/bmp", 2, "RLE8 6324x6324 in 255-pixel runs"),
-    Kind("bmp_rle8_literals", bmp_rle8_literals, "image/bmp", 2, "RLE8 of 1-pixel runs, 6324x3000"),
-    Kind("webp_flat", webp_lossless_flat, "image/webp", 2, "lossless 6324x6324 one colour"),
+    Kind("jpeg_12000_scans", jpeg_scan_bomb, "image/jpeg", 4, "issue item 1: progressive 4096x4096, 12,000 scans",
+         jpeg_scan_bomb),
+    Kind("jpeg_1m_segments", jpeg_many_segments, "image/jpeg", 4, "1 M empty COM segments before the scan",
+         lambda: jpeg_many_segments(100_000)),
+    Kind("png_rgba_zeros", png_rgba_zeros, "image/png", 2, "RGBA 6324x6324 zeros, 155 KB", png_rgba_zeros),
+    Kind("png16_rgba", png16_rgba, "image/png", 2, "16-bit RGBA 16384x2441", png16_rgba),
+    Kind("png_palette_trns", png_palette_trns, "image/png", 2, "palette + tRNS 6324x6324", png_palette_trns),
+    Kind("png_grey16", png_grey16, "image/png", 2, "16-bit grey 6324x6324", png_grey16),
+    Kind("png_1m_chunks", png_many_chunks, "image/png", 4, "1 M empty ancillary chunks (11 MB)",
+         lambda: png_many_chunks(100_000)),
+    Kind("png_iccp_flood", png_many_iccp, "image/png", 4, "5,000 iCCP chunks of 1 MB each inflated",
+         lambda: png_many_iccp(100)),
+    Kind("apng_200k_frames", apng_many_frames, "image/png", 2, "APNG with 200,000 frames (the first decoded)"),
+    Kind("tiff_deflate_rgb", tiff_deflate_rgb, "image/tiff", 2, "deflate RGB 6324x6324, one strip",
+         tiff_deflate_rgb),
+    Kind("tiff_deflate_rgba16", tiff_deflate_rgba16, "image/tiff", 2, "deflate 16-bit RGBA 16384x2441",
+         tiff_deflate_rgba16),
+    Kind("tiff_tiny_tiles", tiff_tiny_tiles, "image/tiff", 4, "156,000 16x16 tiles", tiff_tiny_tiles),
+    Kind("tiff_jpeg_scans", tiff_jpeg_scan_bomb, "image/tiff", 4, "JPEG-in-TIFF with 12,000 scans",
+         tiff_jpeg_scan_bomb),
+    Kind("bmp_rle8_runs", bmp_rle8_runs, "image/bmp", 2, "RLE8 6324x6324 in 255-pixel runs", bmp_rle8_runs),
+    # a bomb for Pillow's Python RLE decoder only: OpenCV decodes it like any 9.5 MP picture
+    Kind("bmp_rle8_literals", bmp_rle8_literals, "image/bmp", 2, "RLE8 of 1-pixel runs, 6324x1500, 19 MB"),
+    Kind("webp_flat", webp_lossless_flat, "image/webp", 2, "lossless 6324x6324 one colour", webp_lossless_flat),
 ]
+#: What the load test floods with (not the APNG and the RLE literals: after the fix they are no
+#: harder to decode than ordinary pictures of their size, so a flood of them is an ordinary flood).
+LOAD_KINDS: List[Kind] = [k for k in KINDS if k.load is not None]
 
 
 def kinds(names: Optional[Iterable[str]] = None) -> List[Kind]:
@@ -447,3 +468,127 @@ def kinds(names: Optional[Iterable[str]] = None) -> List[Kind]:
 
 def by_name() -> Dict[str, Kind]:
     return {k.name: k for k in KINDS}
+
+
+# ---- load: hostile clients next to a normal one --------------------------------------------------
+
+@dataclass
+class LoadResult:
+    """One window of a normal client's requests, with or without hostile clients beside it."""
+
+    kind: str  # "" for quiet
+    normal_ms: List[float]
+    normal_statuses: Dict[int, int]
+    hostile_statuses: Dict[int, int]
+    hostile_ms: List[float]
+
+    @property
+    def median_ms(self) -> float:
+        ordered = sorted(self.normal_ms)
+        return ordered[len(ordered) // 2] if ordered else float("nan")
+
+
+def _post(conn, path: str, body: bytes, ctype: str) -> int:
+    conn.request("POST", path, body=body, headers={"Content-Type": ctype})
+    response = conn.getresponse()
+    response.read()
+    return response.status
+
+
+def _hostile_clients(port: int, path: str, body: bytes, ctype: str, clients: int,
+                     seconds: float) -> Dict[str, object]:
+    """``clients`` threads posting ``body`` back to back for ``seconds``: statuses and latencies."""
+    import http.client
+    import threading
+    import time
+
+    lock = threading.Lock()
+    statuses: Dict[int, int] = {}
+    latencies: List[float] = []
+    deadline = time.monotonic() + seconds
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        try:
+            while time.monotonic() < deadline:
+                t = time.perf_counter()
+                try:
+                    status = _post(conn, path, body, ctype)
+                except (OSError, http.client.HTTPException):
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                    status = -1
+                with lock:
+                    statuses[status] = statuses.get(status, 0) + 1
+                    latencies.append((time.perf_counter() - t) * 1000.0)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return {"statuses": statuses, "ms": latencies}
+
+
+def load_window(port: int, path: str, normal: bytes, seconds: float, kind: Optional[Kind] = None,
+                clients: int = 4, warmup: float = 1.0) -> LoadResult:
+    """A normal client posting ``normal`` (JPEG) back to back for ``seconds``, while ``clients``
+    hostile clients post ``kind``'s file back to back (each on its own kept-alive connection).
+
+    The hostile clients run in another process (``python -m tests.hostile``), as they would on
+    other machines: they share the CPU with everything else but not the normal client's GIL.
+    """
+    import http.client
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+
+    proc = None
+    body_file = None
+    if kind is not None:
+        body_file = Path(tempfile.mkstemp(prefix=f"hostile-{kind.name}-")[1])
+        body_file.write_bytes(kind.load_body())
+        root = Path(__file__).resolve().parent.parent
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.hostile", str(port), path, str(body_file), kind.content_type,
+             str(clients), str(warmup + seconds)],
+            cwd=str(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(warmup)  # the hostile load reaches its steady state
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    normal_ms: List[float] = []
+    normal_statuses: Dict[int, int] = {}
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            t = time.perf_counter()
+            status = _post(conn, path, normal, "image/jpeg")
+            normal_ms.append((time.perf_counter() - t) * 1000.0)
+            normal_statuses[status] = normal_statuses.get(status, 0) + 1
+    finally:
+        conn.close()
+    hostile_statuses: Dict[int, int] = {}
+    hostile_ms: List[float] = []
+    if proc is not None:
+        out, err = proc.communicate(timeout=300)
+        body_file.unlink()
+        if proc.returncode != 0:
+            raise RuntimeError(f"hostile clients failed: {err[-2000:]}")
+        result = json.loads(out.strip().splitlines()[-1])
+        hostile_statuses = {int(k): v for k, v in result["statuses"].items()}
+        hostile_ms = result["ms"]
+    return LoadResult(kind.name if kind else "", normal_ms, normal_statuses, hostile_statuses, hostile_ms)
+
+
+if __name__ == "__main__":  # the hostile clients of load_window, in their own process
+    import json as _json
+    import sys as _sys
+
+    _port, _path, _file, _ctype, _clients, _seconds = _sys.argv[1:7]
+    with open(_file, "rb") as _f:
+        _body = _f.read()
+    print(_json.dumps(_hostile_clients(int(_port), _path, _body, _ctype, int(_clients), float(_seconds))))

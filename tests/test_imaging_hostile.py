@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -390,6 +391,52 @@ def test_decode_gate_wait_is_bounded_and_reentrant():
         t.join(10)
         assert len(errors) == 1 and errors[0].code == "server_busy"
     assert gate.running == 0
+
+
+def test_large_decodes_run_at_a_lower_cpu_priority():
+    gate = imaging.DecodeGate(slots=1, queue=1, wait_s=5, large_pixels=100, nice=5)
+    me = threading.get_native_id()
+
+    def where():
+        tid = threading.get_native_id()
+        return tid, os.getpriority(os.PRIO_PROCESS, tid)
+
+    small_tid, small_nice = gate.run(99, where)
+    large_tid, large_nice = gate.run(100, where)
+    assert small_tid == me and small_nice == os.getpriority(os.PRIO_PROCESS, me)
+    assert large_tid != me and large_nice == min(19, small_nice + 5)
+    with pytest.raises(ZeroDivisionError):  # errors of the work reach the caller
+        gate.run(100, lambda: 1 / 0)
+    assert gate.running == 0
+
+
+def test_refusal_pause_parks_only_while_a_place_is_free():
+    gate = imaging.DecodeGate(slots=1, queue=1, wait_s=5, large_pixels=100)
+    parked, release = threading.Event(), threading.Event()
+    original_sleep = imaging.time.sleep
+
+    def first():
+        with gate._cond:
+            gate._waiting += 1  # a place taken, as by a waiting decode
+        parked.set()
+        release.wait(10)
+        with gate._cond:
+            gate._waiting -= 1
+
+    t = threading.Thread(target=first)
+    t.start()
+    assert parked.wait(10)
+    slept = []
+    imaging.time.sleep = slept.append  # type: ignore[assignment]
+    try:
+        gate.pause(0.05)  # no place: answers at once
+        assert slept == []
+        release.set()
+        t.join(10)
+        gate.pause(0.05)
+        assert slept == [0.05] and gate.waiting == 0
+    finally:
+        imaging.time.sleep = original_sleep
 
 
 def test_decode_gate_refusal_comes_after_the_cheap_checks(monkeypatch):
