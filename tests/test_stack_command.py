@@ -130,6 +130,48 @@ def test_second_start_finds_ports_in_use(stack):
     assert "in use" in out.stderr and str(ports["--http-port"]) in out.stderr
 
 
+def _listening_ips(port: int) -> List[str]:
+    """Addresses something listens on at TCP ``port`` (IPv4-mapped IPv6 ones as IPv4)."""
+    import ipaddress
+
+    import psutil
+
+    out = set()
+    for c in psutil.net_connections(kind="inet"):
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port:
+            ip = ipaddress.ip_address(c.laddr.ip)
+            out.add(str(getattr(ip, "ipv4_mapped", None) or ip))
+    return sorted(out)
+
+
+def test_model_server_listens_on_loopback_only(stack):
+    """Issue 14 item 8: the stack's model server is not reachable from other machines."""
+    import ipaddress
+    import socket
+
+    import psutil
+
+    _, ports, _, _ = stack
+    port = ports["--ovms-port"]
+    listening = _listening_ips(port)
+    assert listening and all(ipaddress.ip_address(ip).is_loopback for ip in listening), listening
+    others = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+              if a.family == socket.AF_INET and not ipaddress.ip_address(a.address).is_loopback]
+    for ip in others:  # this machine's other addresses: nothing answers there
+        with pytest.raises(OSError):
+            socket.create_connection((ip, port), timeout=2).close()
+
+
+def test_stack_output_hides_the_storage_key(stack):
+    """Issue 14 item 9: the connection string is printed with its key redacted."""
+    from shared.config import DEVELOPMENT_ACCOUNT_KEY
+
+    _, _, _, log = stack
+    text = log.read_text(errors="replace")
+    assert "Azurite: " in text and "AccountKey=***" in text
+    assert DEVELOPMENT_ACCOUNT_KEY not in text
+
+
 def test_ctrl_c_stops_everything(stack):
     proc, ports, _, log = stack
     os.killpg(proc.pid, signal.SIGINT)
