@@ -186,7 +186,7 @@ def plan_one(model: str, ip: str, port: int, ovms_version: Optional[str] = None,
     device = device.upper()
     if device not in DEVICES:
         raise LaunchError(f"device must be CPU, GPU or FPGA, not {device!r}")
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", model):
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", model):  # "$" would let "name\n" through
         raise LaunchError(f"invalid model name {model!r}")
     plugin = precision_plugin(precision)
     tag, notes = resolve_tag(ovms_version, api, adjust_tag)
