@@ -6,12 +6,15 @@ directory entry rather than per pixel, so a small file inside every limit could 
 for a minute. Each check here walks the file's structure (never its pixel data) in time
 proportional to the number of structures it allows, and refuses a file that asks for more:
 
-- JPEG: at most ``MAX_JPEG_SCANS`` scans and ``MAX_JPEG_SEGMENTS`` marker segments; the file must
-  end its last scan with an EOI marker (a truncated JPEG is refused, not half-decoded).
+- JPEG: at most ``MAX_JPEG_SCANS`` scans and ``MAX_JPEG_SEGMENTS`` marker segments, and in the
+  header that Pillow parses in Python at most ``MAX_JPEG_DQT_BYTES`` of quantization tables and
+  ``MAX_JPEG_PHOTOSHOP_BLOCKS`` Photoshop resource blocks; the file must end its last scan with
+  an EOI marker (a truncated JPEG is refused, not half-decoded).
 - PNG: at most ``MAX_PNG_CHUNKS`` chunks that the decoder reads, and at most
   ``MAX_PNG_INFLATED_CHUNKS`` of the chunks it inflates besides the pixels (iCCP, zTXt, iTXt).
 - TIFF: at most ``MAX_TIFF_IFD_ENTRIES`` entries in each directory the decoder reads, at most
   ``MAX_TIFF_BLOCKS`` strips or tiles per plane, and at most 8 bytes per stored pixel.
+- WebP: at most ``MAX_WEBP_CHUNKS`` chunks (frames included; only the first frame is decoded).
 - BMP: run-length encoded files are reported, so they go to OpenCV's C decoder (Pillow's is Python).
 
 A refused file gets 413 ``image_too_complex`` (or 415 ``invalid_image`` when it is broken), in
@@ -36,6 +39,13 @@ MAX_JPEG_SCANS = 100
 #: one ~2 per scan, an ICC profile one per 64 KB). Pillow reads the header segments one by one in
 #: Python (~1.5 us each), so a million empty COM segments cost ~1.6 s.
 MAX_JPEG_SEGMENTS = 1024
+#: Bytes of quantization tables before the first scan: a JPEG needs at most 4 tables (65 or 129
+#: bytes each). Pillow parses the header's tables one by one in Python (~2 us each), so 18 MB of
+#: DQT segments cost ~1 s.
+MAX_JPEG_DQT_BYTES = 65536
+#: Photoshop resource blocks (APP13 "8BIM") before the first scan: Photoshop writes tens. Pillow
+#: parses each in Python (~1.5 us): 300 segments of 5,400 empty blocks cost ~0.8 s.
+MAX_JPEG_PHOTOSHOP_BLOCKS = 4096
 #: PNG chunks the decoder reads (for an animated PNG, those of the first frame). libpng writes IDAT
 #: in 8 KiB pieces by default: ~2,600 chunks for a file at the 20 MiB body limit. Pillow handles
 #: each chunk in Python (~2.5 us), so a million empty chunks cost ~2.5 s.
@@ -44,6 +54,9 @@ MAX_PNG_CHUNKS = 10_000
 #: 1 MB; the PNG spec allows one iCCP, and real files have a handful of text chunks. 64 matches
 #: Pillow's own total text budget (MAX_TEXT_MEMORY = 64 chunks' worth).
 MAX_PNG_INFLATED_CHUNKS = 64
+#: RIFF chunks in a WebP (an animated one has a chunk per frame, plus a handful): libwebp's demuxer,
+#: run by Pillow and by OpenCV, walks every chunk: 400,000 one-pixel frames cost ~0.2 s.
+MAX_WEBP_CHUNKS = 10_000
 #: Entries in one TIFF directory: a baseline TIFF has ~15-30, an EXIF directory ~70, a DNG ~150.
 #: Pillow parses each entry in Python (~8 us), so a 65,000-entry directory costs ~0.5 s.
 MAX_TIFF_IFD_ENTRIES = 512
@@ -92,7 +105,7 @@ class Structure:
 
     format: str
     scans: int = 0  # JPEG
-    chunks: int = 0  # PNG
+    chunks: int = 0  # PNG, WebP
     blocks: int = 0  # TIFF strips or tiles
     rle: bool = False  # BMP run-length encoded
 
@@ -107,6 +120,8 @@ def check(fmt: str, data: bytes) -> Structure:
         return Structure(fmt, blocks=check_tiff(data))
     if fmt == "BMP":
         return Structure(fmt, rle=bmp_is_rle(data))
+    if fmt == "WEBP":
+        return Structure(fmt, chunks=check_webp(data))
     return Structure(fmt)
 
 
@@ -139,7 +154,7 @@ def _walk_jpeg(data: bytes) -> int:
     n = len(data)
     if n < 4 or data[0] != 0xFF or data[1] != 0xD8:
         raise InvalidImage("the JPEG image is truncated or corrupt")
-    pos, scans, segments = 2, 0, 0
+    pos, scans, segments, dqt_bytes, photoshop_blocks = 2, 0, 0, 0, 0
     while True:
         if pos + 2 > n:
             raise InvalidImage("the JPEG image is truncated or corrupt")
@@ -172,6 +187,16 @@ def _walk_jpeg(data: bytes) -> int:
         if end > n or end < pos + 4:
             raise InvalidImage("the JPEG image is truncated or corrupt")
         if marker != 0xDA:
+            if not scans and marker == 0xDB:
+                dqt_bytes += end - pos - 4
+                if dqt_bytes > MAX_JPEG_DQT_BYTES:
+                    raise ImageTooComplex("the JPEG image has more than "
+                                          f"{MAX_JPEG_DQT_BYTES} bytes of quantization tables")
+            elif not scans and marker == 0xED and data[pos + 4:pos + 18] == b"Photoshop 3.0\x00":
+                photoshop_blocks += bytes(data[pos + 18:end]).count(b"8BIM")
+                if photoshop_blocks > MAX_JPEG_PHOTOSHOP_BLOCKS:
+                    raise ImageTooComplex("the JPEG image has more than "
+                                          f"{MAX_JPEG_PHOTOSHOP_BLOCKS} Photoshop resource blocks")
             pos = end
             continue
         scans += 1
@@ -218,6 +243,20 @@ def check_png(data: bytes) -> int:
         elif kind == b"fcTL" and animated and seen_data:
             break  # the next frame: the decoder stops here for the first one
         pos += 12 + length
+    return chunks
+
+
+# ---- WebP ----------------------------------------------------------------------------------------
+
+def check_webp(data: bytes) -> int:
+    """Number of RIFF chunks; 413 when over ``MAX_WEBP_CHUNKS``. A truncated file ends the walk."""
+    n, pos, chunks = len(data), 12, 0
+    while pos + 8 <= n:
+        size = struct.unpack_from("<I", data, pos + 4)[0]
+        chunks += 1
+        if chunks > MAX_WEBP_CHUNKS:
+            raise ImageTooComplex(f"the WebP image has more than {MAX_WEBP_CHUNKS} chunks (frames)")
+        pos += 8 + size + (size & 1)
     return chunks
 
 

@@ -8,9 +8,8 @@
    ``image_too_complex``, in milliseconds);
 2. only the header is read next (format, size, EXIF orientation), and images over the pixel limits
    are refused (413) before any pixel is decoded;
-3. decoding a large picture (``LARGE_PIXELS`` or more) takes a slot of ``DECODE_GATE``, so a few
-   clients sending huge pictures cannot take every CPU from everyone else (503 ``server_busy``
-   with Retry-After when the slots and the short queue are full);
+3. decoding a large picture (4 MP or more) goes through ``shared.decodegate``: a few slots, at a
+   lower CPU priority, a wait that uses no CPU, 503 ``server_busy`` when no thread can wait;
 4. pixels are converted to BGR uint8 in bands of rows straight into the output array, with EXIF
    orientation applied by where each band is written: no full-size float or 16-bit copies.
 
@@ -22,32 +21,24 @@ white (what a drawing canvas means by "transparent").
 """
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import struct
-import threading
-import time
 import warnings
 from dataclasses import dataclass
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Optional, Tuple, TypeVar
+from typing import Callable, Optional, Tuple
 
 import cv2
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from shared import imagecheck
+from shared import decodegate, imagecheck
 from shared.config import Limits
-from shared.errors import ImageTooComplex, ImageTooLarge, InvalidImage, ServerBusy
-
-T = TypeVar("T")
+from shared.errors import ImageTooComplex, ImageTooLarge, InvalidImage
 
 # We enforce our own pixel limits before decoding; Pillow's bomb check would only duplicate it.
 Image.MAX_IMAGE_PIXELS = None
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
-SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "WEBP", "TIFF")
 _EXIF_ORIENTATION = 0x0112
 #: Peak memory of one decode, in units of the decoded BGR picture (W x H x 3 bytes); measured by
 #: tests/test_imaging_hostile.py for every hostile shape (worst: a one-strip 16-bit RGBA TIFF,
@@ -55,6 +46,9 @@ _EXIF_ORIENTATION = 0x0112
 MEMORY_FACTOR = 4
 #: Rows are converted in bands of about this many bytes of Pillow pixels.
 _BAND_BYTES = 1 << 22
+#: Pause before answering a file refused as too complex (still well under 100 ms): a client that
+#: sends such files in a loop then costs ~1/20 of the CPU it would otherwise.
+REFUSAL_PAUSE_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -74,137 +68,6 @@ class DecodedImage:
         return int(self.pixels.shape[0])
 
 
-# ---- admission: large decodes share the CPU with everyone else -----------------------------------
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # what this process may use (containers, taskset)
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-class DecodeGate:
-    """At most ``slots`` decodes of large pictures at once in this process, at most ``queue`` more
-    waiting (each up to ``wait_s``); a large decode beyond that is refused at once with 503
-    ``server_busy`` and Retry-After, so waiting never ties up the host's worker threads.
-
-    Pictures under ``large_pixels`` never wait: ordinary requests are never queued behind a flood
-    of huge ones. ``run`` does a large decode on one of ``slots`` worker threads running at a lower
-    CPU priority (``nice``), so when CPUs are short the requests' own threads go first.
-    Re-entrant per thread (a caller may hold a slot around decode and more work).
-    """
-
-    def __init__(self, slots: int, queue: int, wait_s: float, large_pixels: int,
-                 nice: int = 10) -> None:
-        self.slots, self.queue, self.wait_s, self.large_pixels = slots, queue, wait_s, large_pixels
-        self.nice = nice
-        self._cond = threading.Condition()
-        self._running = 0
-        self._waiting = 0
-        self._local = threading.local()
-        self._workers: Optional[ThreadPoolExecutor] = None
-
-    def run(self, pixels: int, work: Callable[[], T]) -> T:
-        """``work()`` under ``admit(pixels)``; a large one on a low-priority worker thread."""
-        if pixels < self.large_pixels or getattr(self._local, "held", False):
-            return work()
-        with self.admit(pixels):
-            with self._cond:
-                if self._workers is None:
-                    self._workers = ThreadPoolExecutor(max_workers=max(1, self.slots),
-                                                       thread_name_prefix="decode",
-                                                       initializer=_lower_priority, initargs=(self.nice,))
-            return self._workers.submit(work).result()
-
-    @property
-    def running(self) -> int:
-        return self._running
-
-    @property
-    def waiting(self) -> int:
-        return self._waiting
-
-    @contextlib.contextmanager
-    def admit(self, pixels: int) -> Iterator[None]:
-        """Hold a slot while decoding ``pixels`` pixels (no slot for small pictures)."""
-        if pixels < self.large_pixels or getattr(self._local, "held", False):
-            yield
-            return
-        self._acquire()
-        self._local.held = True
-        try:
-            yield
-        finally:
-            self._local.held = False
-            with self._cond:
-                self._running -= 1
-                self._cond.notify()
-
-    def pause(self, seconds: float) -> None:
-        """Park this thread ``seconds`` (no CPU) if a place in the queue is free, else return at
-        once: slows a client that loops on files refused as hostile without ever tying up more
-        threads than the queue allows."""
-        with self._cond:
-            if self._waiting >= self.queue:
-                return
-            self._waiting += 1
-        try:
-            time.sleep(seconds)
-        finally:
-            with self._cond:
-                self._waiting -= 1
-
-    def _acquire(self) -> None:
-        with self._cond:
-            if self._running < self.slots:
-                self._running += 1
-                return
-            if self._waiting >= self.queue:
-                raise ServerBusy("too many large pictures are being decoded right now; retry shortly",
-                                 retry_after=1)
-            self._waiting += 1
-            try:
-                deadline = time.monotonic() + self.wait_s
-                while self._running >= self.slots:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise ServerBusy("too many large pictures are being decoded right now; "
-                                         "retry shortly", retry_after=1)
-                    self._cond.wait(left)
-                self._running += 1
-            finally:
-                self._waiting -= 1
-
-
-def _lower_priority(nice: int) -> None:
-    """Raise this thread's nice value by ``nice`` (Linux: per thread); elsewhere nothing."""
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
-    except (AttributeError, OSError):
-        pass
-
-
-def _worker_threads() -> int:
-    """Threads the Functions Python worker runs functions on (PYTHON_THREADPOOL_THREAD_COUNT, else
-    the default of Python's ThreadPoolExecutor, min(32, CPUs + 4))."""
-    raw = os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT", "")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else min(32, _cpu_count() + 4)
-
-
-#: Pause before answering a file refused as too complex (still well under 100 ms): a client that
-#: sends such files in a loop then costs ~1/20 of the CPU it would otherwise.
-REFUSAL_PAUSE_S = 0.05
-#: A picture this large takes ~30-100 ms of CPU to decode (4 MP); smaller ones never wait.
-LARGE_PIXELS = 4_000_000
-_SLOTS = max(1, _cpu_count() - 1)
-#: One large decode per CPU but one (the other CPU keeps serving everyone else). Waiting for a
-#: slot parks a worker thread without using CPU: every thread but the running ones and one (kept
-#: for small requests) may wait, at most 10 s each; beyond that, 503 at once.
-DECODE_GATE = DecodeGate(slots=_SLOTS, queue=max(1, _worker_threads() - _SLOTS - 1), wait_s=10.0,
-                         large_pixels=LARGE_PIXELS)
-
-
 # ---- decoding --------------------------------------------------------------------------------
 
 def decode(data: bytes, limits: Limits) -> DecodedImage:
@@ -216,7 +79,7 @@ def decode(data: bytes, limits: Limits) -> DecodedImage:
     try:
         structure = imagecheck.check(kind, data)
     except ImageTooComplex:
-        DECODE_GATE.pause(REFUSAL_PAUSE_S)  # no encoder writes such a file: it was made to hurt
+        decodegate.DECODE_GATE.pause(REFUSAL_PAUSE_S)  # no encoder writes such a file: it was made to hurt
         raise
     img = _open(data, kind)
     fmt = (img.format or kind).upper()
@@ -228,10 +91,11 @@ def decode(data: bytes, limits: Limits) -> DecodedImage:
             # and a bytes copy; its run-length BMP decoder is Python). Orientation is read here.
             orientation = exif_orientation(img.info.get("exif")) if not structure.rle else 1
             img.close()
-            pixels = DECODE_GATE.run(width * height,
+            pixels = decodegate.DECODE_GATE.run(width * height,
                                      lambda: _decode_opencv(data, (height, width), orientation))
             return DecodedImage(pixels, fmt, orientation)
-        pixels, orientation = DECODE_GATE.run(width * height, lambda: _decode_pillow(img, fmt))
+        pixels, orientation = decodegate.DECODE_GATE.run(width * height,
+                                                         lambda: _decode_pillow(img, fmt))
         return DecodedImage(pixels, fmt, orientation)
     finally:
         img.close()

@@ -207,6 +207,27 @@ def jpeg_many_segments(count: int = 1_000_000) -> bytes:
 
 
 @functools.lru_cache(maxsize=None)
+def jpeg_photoshop_flood(segments: int = 300) -> bytes:
+    """A small JPEG with ``segments`` APP13 Photoshop segments, each ~5,400 empty resource blocks
+    (Pillow parses every block in Python)."""
+    block = b"8BIM" + b"\x04\x04" + b"\x00\x00" + b"\x00\x00\x00\x00"
+    payload = b"Photoshop 3.0\x00" + block * ((65533 - 14) // len(block))
+    segment = b"\xff\xed" + struct.pack(">H", len(payload) + 2) + payload
+    data = _pil_jpeg(64, False)
+    return data[:2] + segment * segments + data[2:]
+
+
+@functools.lru_cache(maxsize=None)
+def jpeg_dqt_flood(segments: int = 300) -> bytes:
+    """A small JPEG with ``segments`` DQT segments of ~1,000 tables each (parsed in Python)."""
+    table = b"\x00" + bytes(range(1, 65))
+    payload = table * ((65533) // len(table))
+    segment = b"\xff\xdb" + struct.pack(">H", len(payload) + 2) + payload
+    data = _pil_jpeg(64, False)
+    return data[:2] + segment * segments + data[2:]
+
+
+@functools.lru_cache(maxsize=None)
 def jpeg_restart_flood(side: int = 4096) -> bytes:
     """A baseline JPEG with a restart marker after every MCU (a few MB of RST markers)."""
     return _pil_jpeg(side, False, restart_marker_blocks=1)
@@ -404,6 +425,25 @@ def webp_lossless_flat(side: int = 6324) -> bytes:
     return buf.getvalue()
 
 
+def riff_chunk(fourcc: bytes, payload: bytes) -> bytes:
+    """One RIFF chunk (padded to an even size)."""
+    return fourcc + struct.pack("<I", len(payload)) + payload + (b"\x00" if len(payload) % 2 else b"")
+
+
+@functools.lru_cache(maxsize=None)
+def webp_frame_flood(frames: int = 400_000, side: int = 64) -> bytes:
+    """An animated WebP of ``side`` x ``side`` made of ``frames`` one-pixel frames (~50 bytes each)."""
+    buf = io.BytesIO()
+    Image.new("RGBA", (1, 1), (1, 2, 3, 255)).save(buf, "WEBP", lossless=True)
+    vp8l = buf.getvalue()[12:]  # the VP8L chunk of a 1x1 picture
+    vp8x = riff_chunk(b"VP8X", struct.pack("<I", 0x02 | 0x10) + (side - 1).to_bytes(3, "little")
+                      + (side - 1).to_bytes(3, "little"))
+    anim = riff_chunk(b"ANIM", struct.pack("<IH", 0, 0))
+    frame = riff_chunk(b"ANMF", bytes(12) + (10).to_bytes(3, "little") + b"\x00" + vp8l)  # x, y, w-1, h-1
+    body = b"WEBP" + vp8x + anim + frame * frames
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
 # ---- the catalogue -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -432,6 +472,10 @@ KINDS: List[Kind] = [
          jpeg_scan_bomb),
     Kind("jpeg_1m_segments", jpeg_many_segments, "image/jpeg", 4, "1 M empty COM segments before the scan",
          lambda: jpeg_many_segments(100_000)),
+    Kind("jpeg_photoshop_flood", jpeg_photoshop_flood, "image/jpeg", 4,
+         "300 APP13 segments of 5,400 Photoshop resource blocks", lambda: jpeg_photoshop_flood(16)),
+    Kind("jpeg_dqt_flood", jpeg_dqt_flood, "image/jpeg", 4, "300 DQT segments of 1,000 tables",
+         lambda: jpeg_dqt_flood(16)),
     Kind("png_rgba_zeros", png_rgba_zeros, "image/png", 2, "RGBA 6324x6324 zeros, 155 KB", png_rgba_zeros),
     Kind("png16_rgba", png16_rgba, "image/png", 2, "16-bit RGBA 16384x2441", png16_rgba),
     Kind("png_palette_trns", png_palette_trns, "image/png", 2, "palette + tRNS 6324x6324", png_palette_trns),
@@ -452,6 +496,8 @@ KINDS: List[Kind] = [
     # a bomb for Pillow's Python RLE decoder only: OpenCV decodes it like any 9.5 MP picture
     Kind("bmp_rle8_literals", bmp_rle8_literals, "image/bmp", 2, "RLE8 of 1-pixel runs, 6324x1500, 19 MB"),
     Kind("webp_flat", webp_lossless_flat, "image/webp", 2, "lossless 6324x6324 one colour", webp_lossless_flat),
+    Kind("webp_frame_flood", webp_frame_flood, "image/webp", 4, "animated 64x64, 400,000 one-pixel frames",
+         lambda: webp_frame_flood(20_000)),
 ]
 #: What the load test floods with (not the APNG and the RLE literals: after the fix they are no
 #: harder to decode than ordinary pictures of their size, so a flood of them is an ordinary flood).

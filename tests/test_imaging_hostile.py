@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import BmpImagePlugin, Image
 
-from shared import imagecheck, imaging
+from shared import decodegate, imagecheck, imaging
 from shared.config import Limits
 from shared.errors import InvalidImage, PayloadTooLarge, ServerBusy
 from tests import hostile
@@ -81,6 +81,25 @@ def test_real_encoders_stay_far_below_the_scan_bound():
 def test_jpeg_with_a_million_segments_is_refused_before_decoding(no_decoder):
     err = _refused(hostile.jpeg_many_segments())
     assert err.code == "image_too_complex"
+
+
+@pytest.mark.parametrize("build", [hostile.jpeg_photoshop_flood, hostile.jpeg_dqt_flood],
+                         ids=["photoshop blocks", "quantization tables"])
+def test_jpeg_header_that_pillow_parses_slowly_is_refused_before_decoding(no_decoder, build):
+    """Pillow parses APP13 resource blocks and DQT tables one by one in Python: ~1 s per 18 MB."""
+    err = _refused(build())
+    assert err.code == "image_too_complex"
+
+
+def test_photoshop_and_quantization_bounds_leave_real_headers_alone():
+    block = b"8BIM" + b"\x04\x04" + b"\x00\x00" + struct.pack(">I", 4) + b"abcd"
+    payload = b"Photoshop 3.0\x00" + block * 40
+    app13 = b"\xff\xed" + struct.pack(">H", len(payload) + 2) + payload
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (4, 5, 6)).save(buf, "JPEG", quality=100)  # 2 full tables
+    data = buf.getvalue()
+    out = imaging.decode(data[:2] + app13 + data[2:], DEFAULT_LIMITS)
+    assert out.pixels.shape == (16, 16, 3)
 
 
 def test_jpeg_scan_bomb_inside_tiff_is_refused_before_decoding(no_decoder):
@@ -148,6 +167,19 @@ def test_tiff_wider_than_8_bytes_per_pixel_is_refused(no_decoder):
     _refused(data)
 
 
+def test_webp_frame_flood_is_refused_before_decoding(no_decoder):
+    """libwebp's demuxer (in Pillow and in OpenCV) walks every frame: ~0.2 s per 20 MB request."""
+    err = _refused(hostile.webp_frame_flood())
+    assert "frames" in err.message
+
+
+def test_webp_frame_bound_leaves_real_animations_alone():
+    data = hostile.webp_frame_flood(2000, side=32)
+    assert imagecheck.check_webp(data) == 2002
+    out = imaging.decode(data, DEFAULT_LIMITS)
+    assert out.pixels.shape == (32, 32, 3)
+
+
 def test_old_style_jpeg_in_tiff_is_refused(no_decoder):
     data = hostile.tiff_bytes(8, 8, compression=6, blocks=[bytes(100)])
     with pytest.raises(InvalidImage):
@@ -191,9 +223,8 @@ def test_rle_bmp_pixels_match_pillow():
 _CHILD = r"""
 import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
-from shared import imaging
+from shared import decodegate, imaging
 from shared.config import Limits
-from shared.errors import OvaasError
 
 def status(key):
     for line in open("/proc/self/status"):
@@ -205,8 +236,8 @@ limits = Limits(max_body_bytes=20 << 20, max_image_pixels=40_000_000, max_image_
 warm, data = open(sys.argv[2], "rb").read(), open(sys.argv[3], "rb").read()
 threads = int(sys.argv[4])
 imaging.decode(warm, limits)  # lazy imports and first-use allocations happen here
-imaging.DECODE_GATE = imaging.DecodeGate(slots=1, queue=threads, wait_s=120,
-                                         large_pixels=imaging.LARGE_PIXELS)
+decodegate.DECODE_GATE = decodegate.DecodeGate(slots=1, queue=threads, wait_s=120,
+                                               large_pixels=decodegate.LARGE_PIXELS)
 import gc, threading
 gc.collect()
 with open("/proc/self/clear_refs", "w") as f:
@@ -339,7 +370,7 @@ def test_animated_webp_gives_its_first_frame():
 # ---- admission -----------------------------------------------------------------------------------
 
 def test_decode_gate_runs_one_queues_one_refuses_the_rest():
-    gate = imaging.DecodeGate(slots=1, queue=1, wait_s=30, large_pixels=100)
+    gate = decodegate.DecodeGate(slots=1, queue=1, wait_s=30, large_pixels=100)
     holding, release, waited = threading.Event(), threading.Event(), threading.Event()
 
     def first():
@@ -374,7 +405,7 @@ def test_decode_gate_runs_one_queues_one_refuses_the_rest():
 
 
 def test_decode_gate_wait_is_bounded_and_reentrant():
-    gate = imaging.DecodeGate(slots=1, queue=4, wait_s=0.2, large_pixels=1)
+    gate = decodegate.DecodeGate(slots=1, queue=4, wait_s=0.2, large_pixels=1)
     with gate.admit(10):
         with gate.admit(10):  # the same thread again: no deadlock
             pass
@@ -394,7 +425,7 @@ def test_decode_gate_wait_is_bounded_and_reentrant():
 
 
 def test_large_decodes_run_at_a_lower_cpu_priority():
-    gate = imaging.DecodeGate(slots=1, queue=1, wait_s=5, large_pixels=100, nice=5)
+    gate = decodegate.DecodeGate(slots=1, queue=1, wait_s=5, large_pixels=100, nice=5)
     me = threading.get_native_id()
 
     def where():
@@ -410,10 +441,9 @@ def test_large_decodes_run_at_a_lower_cpu_priority():
     assert gate.running == 0
 
 
-def test_refusal_pause_parks_only_while_a_place_is_free():
-    gate = imaging.DecodeGate(slots=1, queue=1, wait_s=5, large_pixels=100)
+def test_refusal_pause_parks_only_while_a_place_is_free(monkeypatch):
+    gate = decodegate.DecodeGate(slots=1, queue=1, wait_s=5, large_pixels=100)
     parked, release = threading.Event(), threading.Event()
-    original_sleep = imaging.time.sleep
 
     def first():
         with gate._cond:
@@ -427,22 +457,19 @@ def test_refusal_pause_parks_only_while_a_place_is_free():
     t.start()
     assert parked.wait(10)
     slept = []
-    imaging.time.sleep = slept.append  # type: ignore[assignment]
-    try:
-        gate.pause(0.05)  # no place: answers at once
-        assert slept == []
-        release.set()
-        t.join(10)
-        gate.pause(0.05)
-        assert slept == [0.05] and gate.waiting == 0
-    finally:
-        imaging.time.sleep = original_sleep
+    monkeypatch.setattr(decodegate.time, "sleep", slept.append)
+    gate.pause(0.05)  # no place: answers at once
+    assert slept == []
+    release.set()
+    t.join(10)
+    gate.pause(0.05)
+    assert slept == [0.05] and gate.waiting == 0
 
 
 def test_decode_gate_refusal_comes_after_the_cheap_checks(monkeypatch):
     """A busy gate answers 503 only for real large pictures; bombs still get their 413."""
-    monkeypatch.setattr(imaging, "DECODE_GATE", imaging.DecodeGate(slots=0, queue=0, wait_s=0,
-                                                                  large_pixels=imaging.LARGE_PIXELS))
+    gate = decodegate.DecodeGate(slots=0, queue=0, wait_s=0, large_pixels=decodegate.LARGE_PIXELS)
+    monkeypatch.setattr(decodegate, "DECODE_GATE", gate)
     with pytest.raises(ServerBusy):
         imaging.decode(hostile.png_rgba_zeros(), DEFAULT_LIMITS)
     with pytest.raises(PayloadTooLarge):
