@@ -82,10 +82,6 @@ def png_grey16(side: int = 6324) -> bytes:
     return png_bytes(side, side, 16, 0, b"\x00" + b"\x80\x00" * side)
 
 
-@functools.lru_cache(maxsize=None)
-def png_grey8(side: int = 6324) -> bytes:
-    """8-bit grey, constant."""
-    return png_bytes(side, side, 8, 0, b"\x00" + b"\x80" * side)
 
 
 @functools.lru_cache(maxsize=None)
@@ -227,10 +223,6 @@ def jpeg_dqt_flood(segments: int = 300) -> bytes:
     return data[:2] + segment * segments + data[2:]
 
 
-@functools.lru_cache(maxsize=None)
-def jpeg_restart_flood(side: int = 4096) -> bytes:
-    """A baseline JPEG with a restart marker after every MCU (a few MB of RST markers)."""
-    return _pil_jpeg(side, False, restart_marker_blocks=1)
 
 
 # ---- TIFF ----------------------------------------------------------------------------------------
@@ -390,31 +382,10 @@ def bmp_rle8_literals(width: int = 6324, height: int = 1500) -> bytes:
     return bmp_bytes(width, height, 8, 1, row * height + b"\x00\x01")
 
 
-@functools.lru_cache(maxsize=None)
-def bmp_rle4_runs(side: int = 6324) -> bytes:
-    """RLE4, 255-pixel runs."""
-    row = bytearray()
-    left = side
-    while left:
-        n = min(255, left)
-        row += bytes([n, 0x12])
-        left -= n
-    row += b"\x00\x00"
-    return bmp_bytes(side, side, 4, 2, bytes(row) * side + b"\x00\x01")
 
 
 # ---- WebP ----------------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
-def webp_animated(frames: int = 2000, side: int = 1024) -> bytes:
-    """An animated WebP with ``frames`` full-canvas lossless frames."""
-    rng = np.random.default_rng(0)
-    ims = [Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)) for _ in range(2)]
-    seq = [ims[i % 2] for i in range(frames)]
-    buf = io.BytesIO()
-    seq[0].save(buf, "WEBP", save_all=True, append_images=seq[1:], lossless=True, quality=0, method=0,
-                duration=10)
-    return buf.getvalue()
 
 
 @functools.lru_cache(maxsize=None)
@@ -512,8 +483,6 @@ def kinds(names: Optional[Iterable[str]] = None) -> List[Kind]:
     return [k for k in KINDS if k.name in wanted]
 
 
-def by_name() -> Dict[str, Kind]:
-    return {k.name: k for k in KINDS}
 
 
 # ---- load: hostile clients next to a normal one --------------------------------------------------

@@ -156,6 +156,13 @@ def test_tiff_directory_of_65000_entries_is_refused_before_decoding(no_decoder):
     _refused(hostile.tiff_bytes(64, 64, blocks=[bytes(64 * 64 * 3)], extra_tags=tags))
 
 
+def test_tiff_pages_after_the_first_cost_nothing():
+    """20,000 pages: only the first directory (and whether a second exists) is read."""
+    data = hostile.tiff_many_pages(20000)
+    assert imagecheck.check_tiff(data) == 1
+    assert imaging.decode(data, DEFAULT_LIMITS).pixels.shape == (64, 64, 3)
+
+
 def test_tiff_row_strips_at_the_tallest_side_are_accepted():
     out = imaging.decode(hostile.tiff_row_strips(64, 16384), DEFAULT_LIMITS)
     assert out.pixels.shape == (16384, 64, 3)

@@ -22,6 +22,7 @@ from tritonclient.utils import InferenceServerException
 from emulators.ovms.launcher import PROJECT_ROOT, ServerStartError, free_port
 from emulators.ovms.models import LoadError, resolve_device
 from tests import modelgen
+from tests.netutil import listening_ips
 from tests.precision import F32
 
 
@@ -257,27 +258,13 @@ def test_concurrent_mixed_clients(model_server, model_repo):
     assert srv.running
 
 
-def _listening(pid: int, port: int):
-    """Addresses ``pid`` listens on at ``port`` (IPv4-mapped IPv6 ones as IPv4: gRPC's sockets)."""
-    import ipaddress
-
-    import psutil
-
-    out = set()
-    for c in psutil.Process(pid).net_connections(kind="inet"):
-        if c.status == psutil.CONN_LISTEN and c.laddr.port == port:
-            ip = ipaddress.ip_address(c.laddr.ip)
-            out.add(str(getattr(ip, "ipv4_mapped", None) or ip))
-    return sorted(out)
-
-
 def test_grpc_bind_address_limits_where_the_server_listens(model_server, affine):
     """OVMS's --grpc_bind_address: loopback only when asked; OVMS's default (every interface) else."""
     local = model_server(["--model_name", "m", "--model_path", str(affine), "--grpc_bind_address", "127.0.0.1"])
-    assert _listening(local.pid, local.port) == ["127.0.0.1"]
+    assert listening_ips(local.port, local.pid) == ["127.0.0.1"]
     assert _triton_infer(local.address).tolist() == [[2, 4, 6, 8]]
     everywhere = model_server(["--model_name", "m", "--model_path", str(affine)])
-    assert _listening(everywhere.pid, everywhere.port) in (["0.0.0.0"], ["::"], ["0.0.0.0", "::"])
+    assert listening_ips(everywhere.port, everywhere.pid) in (["0.0.0.0"], ["::"], ["0.0.0.0", "::"])
     assert "Started gRPC server on 127.0.0.1:" in local.log_text()
 
 

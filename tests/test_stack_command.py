@@ -17,6 +17,7 @@ import pytest
 from scripts.tooling.azurite import find_binary, free_port, port_in_use
 from scripts.tooling.modelsearch import find_model
 from tests.httpclient import request
+from tests.netutil import listening_ips
 
 ROOT = Path(__file__).resolve().parent.parent
 NEEDED = ["human-pose-estimation-0001", "handwritten-japanese-recognition-0001", "colorization-v2",
@@ -130,20 +131,6 @@ def test_second_start_finds_ports_in_use(stack):
     assert "in use" in out.stderr and str(ports["--http-port"]) in out.stderr
 
 
-def _listening_ips(port: int) -> List[str]:
-    """Addresses something listens on at TCP ``port`` (IPv4-mapped IPv6 ones as IPv4)."""
-    import ipaddress
-
-    import psutil
-
-    out = set()
-    for c in psutil.net_connections(kind="inet"):
-        if c.status == psutil.CONN_LISTEN and c.laddr.port == port:
-            ip = ipaddress.ip_address(c.laddr.ip)
-            out.add(str(getattr(ip, "ipv4_mapped", None) or ip))
-    return sorted(out)
-
-
 def test_model_server_listens_on_loopback_only(stack):
     """Issue 14 item 8: the stack's model server is not reachable from other machines."""
     import ipaddress
@@ -153,7 +140,7 @@ def test_model_server_listens_on_loopback_only(stack):
 
     _, ports, _, _ = stack
     port = ports["--ovms-port"]
-    listening = _listening_ips(port)
+    listening = listening_ips(port)
     assert listening and all(ipaddress.ip_address(ip).is_loopback for ip in listening), listening
     others = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
               if a.family == socket.AF_INET and not ipaddress.ip_address(a.address).is_loopback]
