@@ -23,7 +23,8 @@ MODEL_SETTINGS = ("IPADDRESS", "PORT", "MODEL_NAME", "MODEL_VERSION", "OVMS_API"
 #: app-wide settings this module reads
 GLOBAL_SETTINGS = ("OVMS_API", "OVMS_TIMEOUT_SECONDS", "OVMS_CONNECT_TIMEOUT_SECONDS",
                    "OVMS_METADATA_TTL_SECONDS", "MAX_BODY_BYTES", "MAX_IMAGE_PIXELS", "MAX_IMAGE_SIDE",
-                   "HEALTH_CACHE_SECONDS", "AZURE_STORAGE_CONNECTION_STRING", "AzureWebJobsStorage")
+                   "HEALTH_CACHE_SECONDS", "AZURE_STORAGE_CONNECTION_STRING", "AzureWebJobsStorage",
+                   "PYTHON_THREADPOOL_THREAD_COUNT")
 
 API_KSERVE = "kserve"
 API_TFS = "tfs"
@@ -149,6 +150,12 @@ def limits(env: Optional[Mapping[str, str]] = None) -> Limits:
         max_image_pixels=_int(e, "MAX_IMAGE_PIXELS", 40_000_000),
         max_image_side=_int(e, "MAX_IMAGE_SIDE", 16384),
     )
+
+
+def worker_threads(env: Optional[Mapping[str, str]] = None) -> int:
+    """Threads the Functions Python worker runs functions on: PYTHON_THREADPOOL_THREAD_COUNT (the
+    platform's setting), else Python's ThreadPoolExecutor default, min(32, CPUs + 4)."""
+    return _int(_env(env), "PYTHON_THREADPOOL_THREAD_COUNT", min(32, (os.cpu_count() or 1) + 4))
 
 
 def health_cache_seconds(env: Optional[Mapping[str, str]] = None) -> float:

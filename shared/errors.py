@@ -77,6 +77,13 @@ class ImageTooLarge(PayloadTooLarge):
     code = "image_too_large"
 
 
+class ImageTooComplex(PayloadTooLarge):
+    """Within the byte and pixel limits, but asking for more decoding work than allowed (413):
+    e.g. a JPEG with hundreds of scans, a PNG of a million chunks, a TIFF of tiny tiles."""
+
+    code = "image_too_complex"
+
+
 class UnsupportedMediaType(OvaasError):
     """Content type we do not read, or bytes that are not a decodable image (415)."""
 
@@ -137,6 +144,16 @@ class Misconfigured(ModelUnavailable):
 
     def __init__(self, message: str, *, retry_after: int = RETRY_DEPLOYMENT_S) -> None:
         super().__init__(message, retry_after=retry_after)
+
+
+class ServerBusy(OvaasError):
+    """Too many large pictures are being decoded right now; try again shortly (503, Retry-After)."""
+
+    status = 503
+    code = "server_busy"
+
+    def __init__(self, message: str, *, retry_after: int = RETRY_TRANSIENT_S) -> None:
+        super().__init__(message, headers={"Retry-After": str(int(retry_after))})
 
 
 class ModelTimeout(OvaasError):

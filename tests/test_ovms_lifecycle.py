@@ -22,6 +22,7 @@ from tritonclient.utils import InferenceServerException
 from emulators.ovms.launcher import PROJECT_ROOT, ServerStartError, free_port
 from emulators.ovms.models import LoadError, resolve_device
 from tests import modelgen
+from tests.netutil import listening_ips
 from tests.precision import F32
 
 
@@ -259,3 +260,20 @@ def test_concurrent_mixed_clients(model_server, model_repo):
         t.join(60)
     assert not failures, failures
     assert srv.running
+
+
+def test_grpc_bind_address_limits_where_the_server_listens(model_server, affine):
+    """OVMS's --grpc_bind_address: loopback only when asked; OVMS's default (every interface) else."""
+    local = model_server(["--model_name", "m", "--model_path", str(affine), "--grpc_bind_address", "127.0.0.1"])
+    assert listening_ips(local.port, local.pid) == ["127.0.0.1"]
+    assert _triton_infer(local.address).tolist() == [[2, 4, 6, 8]]
+    everywhere = model_server(["--model_name", "m", "--model_path", str(affine)])
+    assert listening_ips(everywhere.port, everywhere.pid) in (["0.0.0.0"], ["::"], ["0.0.0.0", "::"])
+    assert "Started gRPC server on 127.0.0.1:" in local.log_text()
+
+
+def test_grpc_bind_address_that_is_not_ours_fails():
+    p = subprocess.run([sys.executable, "-m", "emulators.ovms", "--model_name", "m", "--model_path", "/nonexistent",
+                        "--grpc_bind_address", "192.0.2.254", "--port", str(free_port())],
+                       cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "Failed to start gRPC server" in p.stderr

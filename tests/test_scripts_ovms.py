@@ -139,6 +139,43 @@ def test_dry_run_hides_a_real_account_key():
     assert "S3cretKey" not in proc.stdout + proc.stderr and "AccountKey=***" in proc.stderr
 
 
+def test_grpc_bind_address_reaches_the_stand_in_and_the_docker_publish():
+    (launch,), _ = ovms.plan_all("10.0.0.5", grpc_bind_address="127.0.0.1")
+    assert launch.local[-2:] == ["--grpc_bind_address", "127.0.0.1"]
+    assert launch.docker[launch.docker.index("-p") + 1] == "127.0.0.1:9000:9000"
+    # inside the container OVMS keeps listening on its own interface (Docker forwards to it)
+    assert "--grpc_bind_address" not in launch.docker
+    launch, _ = ovms.plan_one("colorization", "10.0.0.5", 9001, grpc_bind_address="::1")
+    assert launch.docker[launch.docker.index("-p") + 1] == "[::1]:9001:9000"
+    assert launch.local[-2:] == ["--grpc_bind_address", "::1"]
+    launches, _ = ovms.plan_all("10.0.0.5", per_model=True, grpc_bind_address="127.0.0.1")
+    assert all(l.local[-2:] == ["--grpc_bind_address", "127.0.0.1"] for l in launches)
+    # unasked, OVMS's own default (every interface): nothing added
+    (launch,), _ = ovms.plan_all("10.0.0.5")
+    assert "--grpc_bind_address" not in launch.local and "9000:9000" in launch.docker
+
+
+def test_cli_grpc_bind_address():
+    proc = _cli("all", "127.0.0.1", "--grpc-bind-address", "127.0.0.1", "--dry-run", "--local")
+    assert proc.returncode == 0, proc.stderr
+    assert "--grpc_bind_address 127.0.0.1" in proc.stdout
+    proc = _cli("one", "colorization", "127.0.0.1", "9000", "--grpc-bind-address", "127.0.0.1",
+                "--dry-run", "--docker")
+    assert proc.returncode == 0, proc.stderr
+    assert "-p 127.0.0.1:9000:9000" in proc.stdout
+
+
+def test_redact_hides_keys_and_signatures():
+    real = "DefaultEndpointsProtocol=https;AccountName=prod;AccountKey=S3cret==;EndpointSuffix=core.windows.net"
+    assert ovms.redact(real) == real.replace("S3cret==", "***")
+    sas = "BlobEndpoint=https://a.blob.core.windows.net/;SharedAccessSignature=sv=2022&sig=abc%3D"
+    assert ovms.redact(sas) == "BlobEndpoint=https://a.blob.core.windows.net/;SharedAccessSignature=***"
+    dev = cs("127.0.0.1").split("=", 1)[1]
+    assert ovms.redact(dev) == dev  # a dry run's command works as printed
+    assert ACCOUNT_KEY not in ovms.redact(dev, keep_development_key=False)
+    assert "AccountKey=***" in ovms.redact(dev, keep_development_key=False)
+
+
 def test_cli_refuses_tfs_with_new_tag():
     proc = _cli("one", "colorization", "10.0.0.5", "9000", "latest", "--api", "tfs", "--dry-run")
     assert proc.returncode == 2

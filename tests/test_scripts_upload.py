@@ -119,3 +119,86 @@ def test_unreachable_storage_is_a_clear_error(model_files):
 def test_missing_file_is_a_clear_error(tmp_path):
     proc = _run("--model_name", "m", "--xml_file_path", str(tmp_path / "nope.xml"))
     assert proc.returncode == 2 and "not found" in proc.stderr
+
+
+# ---- issue 14 item 10: a trailing newline, symbolic links --------------------------------------------
+
+@pytest.mark.needs_azurite
+def test_model_name_ending_in_a_newline_is_refused(azurite, model_files):
+    """``$`` matches before a final newline: "model\\n" passed the check and made blobs
+    ``ovms/model\\n/1/m.xml``. Refused now, before anything reaches the storage."""
+    xml, binary = model_files
+    for name in ("model\n", "model\r\n", "\nmodel"):
+        with pytest.raises(UploadError, match="refusing"):
+            upload_model(azurite, name, files=[xml, binary], container="newlinetest")
+    with pytest.raises(UploadError, match="container"):
+        upload_model(azurite, "model", files=[xml, binary], container="newlinetest\n")
+    proc = _run("--model_name", "model\n", "--xml_file_path", str(xml), "--bin_file_path", str(binary),
+                "--connection_string", azurite, "--container", "newlinetest")
+    assert proc.returncode == 2 and "refusing" in proc.stderr and "Traceback" not in proc.stderr
+    from azure.core.exceptions import ResourceNotFoundError
+    try:
+        names = list(_blobs(azurite, "newlinetest"))
+    except ResourceNotFoundError:  # the container was never even created
+        names = []
+    assert names == []
+
+
+def _folder_with_link(tmp_path, link_dir: bool = False):
+    secret = tmp_path / "outside" / "passwd"
+    secret.parent.mkdir()
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    folder = tmp_path / "model"
+    (folder / "1").mkdir(parents=True)
+    (folder / "1" / "m.xml").write_text("<net/>")
+    (folder / "1" / "m.bin").write_bytes(b"\x00" * 16)
+    if link_dir:
+        (folder / "1" / "extra").symlink_to(secret.parent, target_is_directory=True)
+    else:
+        (folder / "1" / "passwd").symlink_to(secret)
+    return folder
+
+
+@pytest.mark.needs_azurite
+@pytest.mark.parametrize("link_dir", [False, True], ids=["file link", "folder link"])
+def test_folder_with_symbolic_links_is_refused_whole(azurite, tmp_path, link_dir):
+    """``--folder`` followed links (a link to /etc/passwd was uploaded). A folder holding a link is
+    refused, nothing uploaded (skipping could upload a model without its .bin)."""
+    folder = _folder_with_link(tmp_path, link_dir)
+    container = f"linktest-{int(link_dir)}"
+    with pytest.raises(UploadError, match="symbolic links"):
+        upload_model(azurite, "linked", folder=folder, container=container)
+    proc = _run("--model_name", "linked", "--folder", str(folder), "--connection_string", azurite,
+                "--container", container)
+    assert proc.returncode == 2 and "symbolic links" in proc.stderr and "1/" in proc.stderr
+    from azure.core.exceptions import ResourceNotFoundError
+    try:
+        names = list(_blobs(azurite, container))
+    except ResourceNotFoundError:
+        names = []
+    assert names == []
+    # without the link the same folder uploads
+    link = folder / "1" / ("extra" if link_dir else "passwd")
+    link.unlink()
+    report = upload_model(azurite, "linked", folder=folder, container=container)
+    assert sorted(report.uploaded) == ["linked/1/m.bin", "linked/1/m.xml"]
+
+
+@pytest.mark.needs_azurite
+def test_files_named_explicitly_may_be_links(azurite, model_files, tmp_path):
+    """A file the user names is the user's choice (e.g. a .bin kept in a cache and linked)."""
+    xml, binary = model_files
+    link = tmp_path / "linked.bin"
+    link.symlink_to(binary)
+    report = upload_model(azurite, "explicit", files=[xml, link], container="linktest2")
+    assert sorted(report.uploaded) == ["explicit/1/linked.bin", "explicit/1/m.xml"]
+    assert _blobs(azurite, "linktest2")["explicit/1/linked.bin"] == binary.read_bytes()
+
+
+def test_launch_and_download_scripts_refuse_a_trailing_newline():
+    from scripts.tooling import omz, ovms
+
+    with pytest.raises(ovms.LaunchError, match="invalid model name"):
+        ovms.plan_one("colorization\n", "127.0.0.1", 9000)
+    with pytest.raises(omz.DownloadError, match="invalid model name"):
+        omz.download_model("human-pose-estimation-0001\n", "2021.1", "FP16", index={})

@@ -18,6 +18,7 @@ from scripts.tooling.azurite import find_binary, free_port, port_in_use
 from scripts.tooling.modelsearch import find_model
 from shared import catalog
 from tests.httpclient import request
+from tests.netutil import listening_ips
 
 ROOT = Path(__file__).resolve().parent.parent
 NEEDED = [e.omz_model for e in catalog.ENDPOINTS]
@@ -143,6 +144,34 @@ def test_second_start_finds_ports_in_use(stack):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "in use" in out.stderr and str(ports["--http-port"]) in out.stderr
+
+
+def test_model_server_listens_on_loopback_only(stack):
+    """Issue 14 item 8: the stack's model server is not reachable from other machines."""
+    import ipaddress
+    import socket
+
+    import psutil
+
+    _, ports, _, _ = stack
+    port = ports["--ovms-port"]
+    listening = listening_ips(port)
+    assert listening and all(ipaddress.ip_address(ip).is_loopback for ip in listening), listening
+    others = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+              if a.family == socket.AF_INET and not ipaddress.ip_address(a.address).is_loopback]
+    for ip in others:  # this machine's other addresses: nothing answers there
+        with pytest.raises(OSError):
+            socket.create_connection((ip, port), timeout=2).close()
+
+
+def test_stack_output_hides_the_storage_key(stack):
+    """Issue 14 item 9: the connection string is printed with its key redacted."""
+    from scripts.tooling.azurite import ACCOUNT_KEY as DEVELOPMENT_ACCOUNT_KEY
+
+    _, _, _, log = stack
+    text = log.read_text(errors="replace")
+    assert "Azurite: " in text and "AccountKey=***" in text
+    assert DEVELOPMENT_ACCOUNT_KEY not in text
 
 
 def test_ctrl_c_stops_everything(stack):

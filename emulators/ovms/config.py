@@ -101,6 +101,15 @@ class ServerConfig:
     log_level: str
     models: List[ModelConfig]
     config_path: Optional[str]
+    grpc_bind_address: str = "0.0.0.0"
+
+    @property
+    def grpc_address(self) -> str:
+        """``host:port`` to bind (an IPv6 literal in brackets)."""
+        host = self.grpc_bind_address
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{host}:{self.port}"
 
 
 def _json_arg(text: str, what: str) -> Any:
@@ -115,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Local OpenVINO Model Server stand-in (KServe v2 + TFS gRPC)")
     p.add_argument("--port", type=int, default=9000, help="gRPC port (KServe v2 and TFS APIs)")
     p.add_argument("--rest_port", type=int, default=0, help="accepted for compatibility; no REST API is served")
+    p.add_argument("--grpc_bind_address", default="0.0.0.0",
+                   help="address (or host name) the gRPC server listens on; OVMS's default: 0.0.0.0, "
+                        "every interface")
+    p.add_argument("--rest_bind_address", default="0.0.0.0", help="accepted for compatibility")
     p.add_argument("--grpc_workers", type=int, default=0, help="gRPC handler threads (0 = automatic)")
     p.add_argument("--config_path", default=None, help="OVMS config.json")
     p.add_argument("--model_name", default=None)
@@ -159,8 +172,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> ServerConfig:
         models = [ModelConfig.from_json(raw, defaults)]
     else:
         raise ConfigError("Use --config_path, or --model_name with --model_path")
+    if not args.grpc_bind_address.strip():
+        raise ConfigError("--grpc_bind_address must not be empty")
     return ServerConfig(port=args.port, rest_port=args.rest_port, grpc_workers=args.grpc_workers,
-                        log_level=args.log_level.upper(), models=models, config_path=args.config_path)
+                        log_level=args.log_level.upper(), models=models, config_path=args.config_path,
+                        grpc_bind_address=args.grpc_bind_address.strip())
 
 
 def load_config_file(path: str) -> List[ModelConfig]:

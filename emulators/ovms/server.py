@@ -53,7 +53,8 @@ def keep_large_buffers() -> None:
 
 
 def build_server(cfg: ServerConfig, manager: ModelManager) -> grpc.Server:
-    """A grpc.Server with the KServe and TFS servicers, bound to ``cfg.port`` (raises on a busy port)."""
+    """A grpc.Server with the KServe and TFS servicers, bound to ``cfg.grpc_bind_address`` and
+    ``cfg.port`` (raises on a busy port or an address that is not this machine's)."""
     workers = cfg.grpc_workers or max(32, 4 * (os.cpu_count() or 2))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
                          options=GRPC_OPTIONS)
@@ -61,11 +62,11 @@ def build_server(cfg: ServerConfig, manager: ModelManager) -> grpc.Server:
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(manager), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelStatusServicer(manager), server)
     try:
-        bound = server.add_insecure_port(f"0.0.0.0:{cfg.port}")
+        bound = server.add_insecure_port(cfg.grpc_address)
     except RuntimeError as exc:
-        raise OSError(f"Failed to start gRPC server on port {cfg.port}: {exc}") from exc
+        raise OSError(f"Failed to start gRPC server on port {cfg.port} ({cfg.grpc_address}): {exc}") from exc
     if not bound:
-        raise OSError(f"Failed to start gRPC server on port {cfg.port} (port busy?)")
+        raise OSError(f"Failed to start gRPC server on port {cfg.port} ({cfg.grpc_address}; port busy?)")
     log.debug("gRPC workers: %d", workers)
     return server
 
@@ -90,7 +91,7 @@ def serve(argv: Optional[Sequence[str]] = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())
     server.start()
-    log.info("Started gRPC server on port %d (KServe v2 + TensorFlow Serving APIs); models: %s", cfg.port,
+    log.info("Started gRPC server on %s (KServe v2 + TensorFlow Serving APIs); models: %s", cfg.grpc_address,
              ", ".join(m.name for m in cfg.models) or "none")
     if cfg.rest_port:
         log.warning("--rest_port %d accepted but no REST API is served by this emulator", cfg.rest_port)

@@ -41,7 +41,7 @@ DEFAULT_REPO_URL = "https://raw.githubusercontent.com/openvinotoolkit/open_model
 DEFAULT_BASE_URL = "https://storage.openvinotoolkit.org/repositories/open_model_zoo"
 INDEX_PATH = PROJECT_ROOT / "scripts" / "omz_models.json"
 MODELS_DIR = PROJECT_ROOT / "models"
-_NAME = re.compile(r"^[0-9A-Za-z._-]+$")
+_NAME = re.compile(r"[0-9A-Za-z._-]+")  # used with fullmatch: "$" would let "name\n" through
 _CHUNK = 1 << 16
 
 
@@ -115,7 +115,7 @@ def release_tag(release: str, index: dict) -> str:
         return info["tag"]
     if release == "latest":
         return "master"
-    if not re.match(r"^\d{4}\.\d+(\.\d+)?$", release):
+    if not re.fullmatch(r"\d{4}\.\d+(\.\d+)?", release):
         raise DownloadError(f"unknown Open Model Zoo release {release!r} (e.g. latest, 2021.1, 2023.0)")
     return release
 
@@ -279,7 +279,7 @@ def model_files(model_yml: dict, settings: Settings, precisions: Optional[Sequen
         name = str(entry["name"])
         pp = PurePosixPath(name)
         if pp.is_absolute() or ".." in pp.parts or "\\" in name or not all(
-                _NAME.match(p) for p in pp.parts):
+                _NAME.fullmatch(p) for p in pp.parts):
             raise DownloadError(f"refusing file name {name!r} from model.yml")
         if precisions and len(pp.parts) == 2 and pp.parts[0].startswith("FP") \
                 and pp.parts[0] not in precisions:
@@ -331,7 +331,7 @@ def download_model(model: str, release: str = "latest", precision: Optional[str]
     """DownloadModel: fetch a model (and its side files) into ``output/<group>/<model>/``."""
     import yaml  # requirements-dev
 
-    if not _NAME.match(model):
+    if not _NAME.fullmatch(model):
         raise DownloadError(f"invalid model name {model!r}")
     settings = settings or Settings.from_env()
     index = index or load_index()
@@ -362,7 +362,7 @@ def download_model(model: str, release: str = "latest", precision: Optional[str]
     for side in index.get("side_files", {}).get(model, []):
         spec_ = FileSpec(side["name"], side.get("size"), "sha256" if side.get("sha256") else None,
                          side.get("sha256"), f"{settings.repo_url}/{tag}/{side['repo_path']}")
-        if not _NAME.match(spec_.name):
+        if not _NAME.fullmatch(spec_.name):
             raise DownloadError(f"refusing side file name {spec_.name!r}")
         dest = folder / spec_.name
         (result.downloaded if download_file(spec_, dest, settings, progress)

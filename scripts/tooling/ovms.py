@@ -137,9 +137,20 @@ class Launch:
     docker_env: Dict[str, str] = field(default_factory=dict)
 
 
+def _publish(port: int, bind: Optional[str]) -> str:
+    """``docker run -p`` of the gRPC port: on ``bind`` of the host (all interfaces when None)."""
+    if not bind or bind in ("0.0.0.0", "::"):
+        return f"{port}:{CONTAINER_PORT}"
+    host = f"[{bind}]" if ":" in bind and not bind.startswith("[") else bind
+    return f"{host}:{port}:{CONTAINER_PORT}"
+
+
 def _docker_prefix(name: str, port: int, device: str, ip: str,
-                   render_gids: Optional[Sequence[str]]) -> List[str]:
-    cmd = ["docker", "run", "-d", "--rm", "--name", name, "-p", f"{port}:{CONTAINER_PORT}"]
+                   render_gids: Optional[Sequence[str]], bind: Optional[str] = None) -> List[str]:
+    # A container's OVMS keeps its default --grpc_bind_address 0.0.0.0: Docker forwards a published
+    # port to the container's own interface, so listening on the container's loopback would make
+    # the port unreachable. Where the port is reachable from is chosen by -p (the host's address).
+    cmd = ["docker", "run", "-d", "--rm", "--name", name, "-p", _publish(port, bind)]
     if ip in LOCAL_HOSTS:
         cmd += ["--add-host=host.docker.internal:host-gateway"]
     if device == "GPU":
@@ -151,8 +162,9 @@ def _docker_prefix(name: str, port: int, device: str, ip: str,
     return cmd
 
 
-def _ovms_args(port: int, log_level: str) -> List[str]:
-    return ["--port", str(port), "--log_level", log_level, "--file_system_poll_wait_seconds", "0"]
+def _ovms_args(port: int, log_level: str, bind: Optional[str] = None) -> List[str]:
+    args = ["--port", str(port), "--log_level", log_level, "--file_system_poll_wait_seconds", "0"]
+    return args + ["--grpc_bind_address", bind] if bind else args
 
 
 def precision_plugin(precision: str = "default") -> Dict[str, str]:
@@ -167,12 +179,14 @@ def plan_one(model: str, ip: str, port: int, ovms_version: Optional[str] = None,
              connection_string: Optional[str] = None, blob_port: int = 10000,
              container: str = "ovms", log_level: str = "INFO",
              render_gids: Optional[Sequence[str]] = None,
-             precision: str = "default") -> Tuple[Launch, List[str]]:
-    """LaunchOVMS: one model from ``az://<container>/<model>`` on ``port``."""
+             precision: str = "default",
+             grpc_bind_address: Optional[str] = None) -> Tuple[Launch, List[str]]:
+    """LaunchOVMS: one model from ``az://<container>/<model>`` on ``port``, listening on
+    ``grpc_bind_address`` (OVMS's default, every interface, when None)."""
     device = device.upper()
     if device not in DEVICES:
         raise LaunchError(f"device must be CPU, GPU or FPGA, not {device!r}")
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", model):
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", model):  # "$" would let "name\n" through
         raise LaunchError(f"invalid model name {model!r}")
     plugin = precision_plugin(precision)
     tag, notes = resolve_tag(ovms_version, api, adjust_tag)
@@ -182,11 +196,12 @@ def plan_one(model: str, ip: str, port: int, ovms_version: Optional[str] = None,
                   "--target_device", DEVICES[device]]
     if plugin:
         model_args += ["--plugin_config", json.dumps(plugin, separators=(",", ":"))]
-    docker = _docker_prefix(f"ovaas-ovms-{model}", port, device, ip, render_gids)
+    docker = _docker_prefix(f"ovaas-ovms-{model}", port, device, ip, render_gids, grpc_bind_address)
     docker_env = {"AZURE_STORAGE_CONNECTION_STRING":
                   storage_connection_string(ip, blob_port, True, connection_string)}
     docker += [image_for(tag, device), *model_args, *_ovms_args(CONTAINER_PORT, log_level)]
-    local = [sys.executable, "-m", "emulators.ovms", *model_args, *_ovms_args(port, log_level)]
+    local = [sys.executable, "-m", "emulators.ovms", *model_args,
+             *_ovms_args(port, log_level, grpc_bind_address)]
     env = {"AZURE_STORAGE_CONNECTION_STRING":
            storage_connection_string(ip, blob_port, False, connection_string)}
     return Launch(model, port, docker, local, env, docker_env), notes
@@ -218,8 +233,10 @@ def plan_all(ip: str, port: int = 9000, ovms_version: Optional[str] = None, devi
              config_path: Path = CONFIG_PATH, connection_string: Optional[str] = None,
              blob_port: int = 10000, log_level: str = "INFO",
              render_gids: Optional[Sequence[str]] = None,
-             precision: str = "default") -> Tuple[List[Launch], List[str]]:
-    """LaunchALLOVMS: every model of config.json on one port, or one container each (``per_model``)."""
+             precision: str = "default",
+             grpc_bind_address: Optional[str] = None) -> Tuple[List[Launch], List[str]]:
+    """LaunchALLOVMS: every model of config.json on one port, or one container each (``per_model``),
+    listening on ``grpc_bind_address`` (OVMS's default, every interface, when None)."""
     device = device.upper()
     if device not in DEVICES:
         raise LaunchError(f"device must be CPU, GPU or FPGA, not {device!r}")
@@ -232,7 +249,7 @@ def plan_all(ip: str, port: int = 9000, ovms_version: Optional[str] = None, devi
             container = base[len("az://"):].split("/", 1)[0] if base.startswith("az://") else "ovms"
             launch, n = plan_one(m["name"], ip, port + i, ovms_version, device, api, adjust_tag,
                                  connection_string, blob_port, container, log_level, render_gids,
-                                 precision)
+                                 precision, grpc_bind_address)
             launches.append(launch)
             notes += [x for x in n if x not in notes]
         return launches, notes
@@ -241,13 +258,13 @@ def plan_all(ip: str, port: int = 9000, ovms_version: Optional[str] = None, devi
         notes.append(FPGA_WARNING)
     config = (Path(config_path).resolve() if device == "CPU" and not plugin
               else _derived_config(config_path, device, plugin))
-    docker = _docker_prefix("ovaas-ovms", port, device, ip, render_gids)
+    docker = _docker_prefix("ovaas-ovms", port, device, ip, render_gids, grpc_bind_address)
     docker_env = {"AZURE_STORAGE_CONNECTION_STRING":
                   storage_connection_string(ip, blob_port, True, connection_string)}
     docker += ["-v", f"{config}:/config/config.json:ro", image_for(tag, device),
                "--config_path", "/config/config.json", *_ovms_args(CONTAINER_PORT, log_level)]
     local = [sys.executable, "-m", "emulators.ovms", "--config_path", str(config),
-             *_ovms_args(port, log_level)]
+             *_ovms_args(port, log_level, grpc_bind_address)]
     env = {"AZURE_STORAGE_CONNECTION_STRING":
            storage_connection_string(ip, blob_port, False, connection_string)}
     return [Launch("all", port, docker, local, env, docker_env)], notes
@@ -278,9 +295,10 @@ def start_local(launch: Launch, timeout: float = 60.0) -> subprocess.Popen:
                       f"{timeout:.0f} s; see {log_path}")
 
 
-def redact(connection_string: str) -> str:
-    """The connection string with its account key hidden (unless it is Azurite's public one)."""
-    if az.ACCOUNT_KEY in connection_string:
+def redact(connection_string: str, keep_development_key: bool = True) -> str:
+    """The connection string with its account key or SAS hidden; Azurite's public development key
+    is kept when ``keep_development_key`` (a dry run's command then works as printed)."""
+    if keep_development_key and az.ACCOUNT_KEY in connection_string:
         return connection_string
     return re.sub(r"(AccountKey|SharedAccessSignature)=[^;]*", r"\1=***", connection_string)
 
@@ -334,6 +352,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="storage connection string (default: Azurite at <ip>:--blob-port)")
     p.add_argument("--blob-port", type=int, default=10000)
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--grpc-bind-address", default=None, metavar="ADDRESS",
+                   help="address the model server listens on (OVMS --grpc_bind_address; with Docker, "
+                        "the host address the port is published on); default: OVMS's, every interface")
     p.add_argument("--precision", choices=PRECISIONS, default="default",
                    help="inference precision (plugin_config INFERENCE_PRECISION_HINT); default: the "
                         "device's own, as OVMS (bf16 on CPUs with AMX). f32 gives answers that match "
@@ -375,13 +396,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             launches_notes = plan_one(args.model, args.ip, args.port, args.ovms_version,
                                       args.device, args.api, args.adjust_tag,
                                       args.connection_string, args.blob_port, args.container,
-                                      args.log_level, precision=args.precision)
+                                      args.log_level, precision=args.precision,
+                                      grpc_bind_address=args.grpc_bind_address)
             launches, notes = [launches_notes[0]], launches_notes[1]
         else:
             launches, notes = plan_all(args.ip, args.port, args.ovms_version, args.device,
                                        args.api, args.adjust_tag, args.per_model, args.config,
                                        args.connection_string, args.blob_port, args.log_level,
-                                       precision=args.precision)
+                                       precision=args.precision,
+                                       grpc_bind_address=args.grpc_bind_address)
         return run(launches, notes, args.dry_run, args.use_docker)
     except LaunchError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -4,8 +4,9 @@
 2. Azurite (LaunchAzurite logic: reuse a running one, else Docker image or npm);
 3. the four models uploaded to container ``ovms`` in OVMS layout (found with modelsearch; a
    missing one is downloaded with DownloadModel; offline, it stops saying what to do);
-4. the model server: the real OVMS container where a Docker engine runs, else
-   ``python -m emulators.ovms --config_path models/config.json --port 9000``;
+4. the model server, listening on 127.0.0.1 only: the real OVMS container where a Docker engine
+   runs (port published on 127.0.0.1), else ``python -m emulators.ovms --config_path
+   models/config.json --port 9000 --grpc_bind_address 127.0.0.1``;
 5. the functions host: ``func start`` if Core Tools are installed, else
    ``python -m emulators.functions_host --port 7071``: worker-backed (Microsoft's Python worker,
    in .venv313) when scripts/bootstrap.sh found a Python 3.13, else its in-house path; the output
@@ -30,6 +31,8 @@ from scripts.tooling.dockerutil import docker_available
 from scripts.tooling.modelsearch import PROJECT_ROOT, find_model, find_side_file, ovms_layout
 from scripts.tooling.upload import UploadError
 from shared import catalog
+#: Where the stack's model server listens: this machine only.
+LOOPBACK = "127.0.0.1"
 OFFLINE_HINT = ("Offline? Point the search path at local model copies, e.g.\n"
                 "  export OVAAS_MODELS_DIR=../shared/models-real:../shared/models-synthetic\n"
                 "or put them in models/<name>/1/ (OVMS layout) or models/<intel|public>/<name>/<FP16>/.")
@@ -218,7 +221,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "bootstrap.sh")]).returncode:
                 raise StackError("bootstrap failed")
         cs, started = az.ensure_running("127.0.0.1", args.blob_port)
-        _say(("started" if started else "reusing") + f" Azurite: {cs}")
+        _say(("started" if started else "reusing") + f" Azurite: {ovms.redact(cs, keep_development_key=False)}")
         if started:
             pid_file = az.DATA_DIR / "azurite.pid"
             if pid_file.exists():
@@ -228,8 +231,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 stack.containers.append(az.DOCKER_NAME)
         models = locate_models(args.detection_model, args.release)
         side_settings = upload_models(cs, models)
+        # a development stack listens on loopback only (OVMS itself would listen everywhere)
         launches, notes = ovms.plan_all("127.0.0.1", args.ovms_port, api=args.api,
-                                     blob_port=args.blob_port)
+                                        blob_port=args.blob_port, grpc_bind_address=LOOPBACK)
         for n in notes:
             _say(n)
         launch = launches[0]

@@ -6,7 +6,10 @@ Layout in the container (default ``ovms``)::
     <model>/<side file>                        side files (char lists, .npy, labels), outside versions
 
 A blob whose size and MD5 already match the local file is not uploaded again. Names that could
-escape the container path (``..``, ``/``, ``\\``, absolute paths, empty) are refused.
+escape the container path (``..``, ``/``, ``\\``, absolute paths, empty, a trailing newline) are
+refused, and so is a ``folder`` holding symbolic links (a link could point anywhere: to
+``/etc/passwd``, to a key); files named explicitly (``files``, ``extra_files``) are the caller's
+choice and may be links.
 
 From Python::
 
@@ -32,8 +35,9 @@ from shared.resources import probe_endpoint
 log = logging.getLogger(__name__)
 
 DEFAULT_CONTAINER = "ovms"
-_SAFE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
-_CONTAINER = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+# fullmatch, not match with "$": "$" also matches before a trailing newline ("model\n").
+_SAFE_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+_CONTAINER = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 _MODEL_SUFFIXES = (".xml", ".bin", ".onnx")
 
 
@@ -56,7 +60,7 @@ class UploadReport:
 
 def safe_part(part: str, what: str = "name") -> str:
     """Return ``part`` if it is one safe path segment, else raise UploadError."""
-    if not isinstance(part, str) or not _SAFE_PART.match(part) or part in (".", ".."):
+    if not isinstance(part, str) or not _SAFE_PART.fullmatch(part) or part in (".", ".."):
         raise UploadError(f"refusing {what} {part!r}: only letters, digits, '.', '_' and '-' are "
                           "allowed (no '/', '\\', '..' or absolute paths)")
     return part
@@ -68,7 +72,23 @@ def blob_name(*parts: str) -> str:
 
 
 def _walk(folder: Path) -> List[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    """The files under ``folder`` (hidden ones left out); UploadError if any entry is a symbolic
+    link, file or folder: it is refused, not skipped, so a model is never uploaded incomplete."""
+    files: List[Path] = []
+    links: List[str] = []
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        here = Path(root)
+        for name in dirs + names:
+            if (here / name).is_symlink():
+                links.append(str((here / name).relative_to(folder)))
+        dirs[:] = [d for d in dirs if not (here / d).is_symlink()]
+        files += [here / n for n in names
+                  if not n.startswith(".") and not (here / n).is_symlink() and (here / n).is_file()]
+    if links:
+        raise UploadError(f"refusing to upload {folder}: it holds symbolic links ({', '.join(sorted(links))}); "
+                          "copy the files in, or name them with --xml_file_path/--bin_file_path/"
+                          "--extra_file")
+    return sorted(files)
 
 
 def plan_model_upload(model_name: str, *, files: Sequence[Path] = (), folder: Optional[Path] = None,
@@ -89,13 +109,14 @@ def plan_model_upload(model_name: str, *, files: Sequence[Path] = (), folder: Op
         folder = Path(folder)
         if not folder.is_dir():
             raise UploadError(f"{folder} is not a folder")
+        walked = _walk(folder)
         version_dirs = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
         if version_dirs:
-            for path in _walk(folder):
+            for path in walked:
                 rel = path.relative_to(folder).parts
                 plan.append((path, blob_name(model_name, *rel)))
         else:
-            for path in _walk(folder):
+            for path in walked:
                 rel = path.relative_to(folder).parts
                 plan.append((path, blob_name(model_name, str(version), *rel)))
     for f in extra_files:  # an explicit side file wins over a same-named one found in the folder
@@ -145,7 +166,7 @@ def upload_files(connection_string: str, plan: Iterable[Tuple[Path, str]],
                                        ResourceExistsError, ServiceRequestError)
     from azure.storage.blob import ContentSettings
 
-    if not _CONTAINER.match(container):
+    if not _CONTAINER.fullmatch(container):
         raise UploadError(f"invalid container name {container!r} (3-63 lowercase letters, digits, "
                           "single hyphens)")
     plan = list(plan)

@@ -1,0 +1,195 @@
+"""Bench: hostile pictures inside the limits through the local stack (issue 14), run by hand.
+
+    .venv/bin/python bench/bench_hostile.py [--root PATH] [--repeat 2] [--load-seconds 20]
+                                            [--kinds a,b] [--no-load] [--no-shapes]
+
+One model server (a generated SSD detector with a constant answer: inference costs next to
+nothing) and one local Functions host started from ``--root`` (default: this checkout; point it at
+an export of an older commit to measure "before"). Two parts:
+
+1. Shapes: each file of ``tests.hostile.KINDS`` (full size) posted ``--repeat`` times, one at a
+   time. Per shape: the answer, the host's peak RSS growth during the request (Linux
+   ``/proc/<pid>/clear_refs`` resets the high-water mark before each request, ``VmHWM`` after it),
+   the decode time the answer reports (``timing_ms.decode``; a refusal has none: its whole latency
+   is shown) and the client's latency.
+2. Load: for each kind of ``tests.hostile.LOAD_KINDS``, 4 clients (another process) send that file
+   back to back for ``--load-seconds`` while one normal client sends a 640x480 JPEG; its median
+   latency against the quiet median just before and after. Three controls put the numbers in
+   context: a flood of 11-byte junk (415), of 19 MB of junk (415: upload volume alone), and of
+   the normal JPEG itself (an ordinary flood of the same 4 clients).
+
+The machine may be shared: every ratio is measured side by side in one run; rerun when noisy.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import machine  # noqa: E402
+from emulators.ovms.launcher import start_server, write_config  # noqa: E402
+from scripts.tooling.azurite import free_port  # noqa: E402
+from tests import hostile, modelgen  # noqa: E402
+
+PATH = "/api/HttpTriggerObjectDetection"
+MODEL = "object-detection"
+NORMAL = cv2.imencode(".jpg", np.random.default_rng(3).integers(0, 256, (480, 640, 3), dtype=np.uint8))[1].tobytes()
+JUNK_19MB = bytes(np.random.default_rng(1).integers(0, 256, 19 << 20, dtype=np.uint8))
+CONTROLS = [
+    hostile.Kind("control_junk_11B", lambda: b"hello world", "image/jpeg", 4, "not an image", lambda: b"hello world"),
+    hostile.Kind("control_junk_19MB", lambda: JUNK_19MB, "image/jpeg", 4, "19 MB not an image", lambda: JUNK_19MB),
+    hostile.Kind("control_normal_flood", lambda: NORMAL, "image/jpeg", 2, "the normal JPEG", lambda: NORMAL),
+]
+
+
+def _status(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{key} not in /proc/{pid}/status")
+
+
+def _reset_peak(pid: int) -> None:
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+def start_host(root: Path, env: Dict[str, str], log: Path) -> subprocess.Popen:
+    """The local Functions host of the app in ``root`` (its own emulator), waiting until it answers."""
+    port = free_port()
+    full = dict(os.environ, PYTHONPATH=str(root), PYTHONUNBUFFERED="1", **env)
+    proc = subprocess.Popen([sys.executable, "-m", "emulators.functions_host", "--root", str(root),
+                             "--port", str(port)], cwd=str(root), env=full, stdout=open(log, "wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc.port = port  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"host exited: {log.read_text()[-2000:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/admin/host/status")
+            conn.getresponse().read()
+            conn.close()
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError("host did not answer")
+
+
+def post(port: int, body: bytes, ctype: str, timeout: float = 300):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        t = time.perf_counter()
+        conn.request("POST", PATH, body=body, headers={"Content-Type": ctype})
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, data, (time.perf_counter() - t) * 1000.0
+    finally:
+        conn.close()
+
+
+def shapes(proc: subprocess.Popen, kinds: List[hostile.Kind], repeat: int) -> None:
+    port = proc.port  # type: ignore[attr-defined]
+    post(port, NORMAL, "image/jpeg")  # warm-up: imports, model metadata
+    post(port, hostile.png_rgba_zeros(64), "image/png")
+    print(f"\n{'shape':22s} {'body':>8s}  {'answer':28s} {'host peak RSS growth':>21s} "
+          f"{'decode ms':>10s} {'latency ms':>11s}")
+    for kind in kinds:
+        body = kind.build()
+        for i in range(repeat):
+            base = _status(proc.pid, "VmRSS")
+            _reset_peak(proc.pid)
+            try:
+                status, data, ms = post(proc.port, body, kind.content_type)  # type: ignore[attr-defined]
+            except (OSError, http.client.HTTPException) as exc:
+                status, data, ms = -1, str(exc).encode(), float("nan")
+            growth = (_status(proc.pid, "VmHWM") - base) / 2 ** 20
+            try:
+                answer = json.loads(data)
+            except ValueError:
+                answer = {}
+            code = answer.get("error", {}).get("code", "") if status >= 400 else "ok"
+            decode = answer.get("timing_ms", {}).get("decode")
+            decode_s = f"{decode:10.1f}" if decode is not None else f"{'-':>10s}"
+            print(f"{kind.name if i == 0 else '':22s} {len(body) / 2 ** 20:6.2f}MB  {status} {code:24s} "
+                  f"{growth:+17.0f} MB {decode_s} {ms:11.1f}", flush=True)
+            if proc.poll() is not None:
+                print(f"  the host died (exit {proc.returncode})")
+                return
+
+
+def load(port: int, kinds: List[hostile.Kind], seconds: float) -> None:
+    quiet_s = max(2.0, seconds / 4)
+    hostile.load_window(port, PATH, NORMAL, 2.0)
+    quiet = hostile.load_window(port, PATH, NORMAL, quiet_s)
+    print(f"\n4 hostile clients x {seconds:.0f} s per kind; normal client: 640x480 JPEG, one request after another")
+    print(f"{'kind':22s} {'quiet ms':>9s} {'loaded ms':>10s} {'ratio':>6s} {'normal n':>9s}  hostile answers")
+    for kind in kinds:
+        loaded = hostile.load_window(port, PATH, NORMAL, seconds, kind)
+        after = hostile.load_window(port, PATH, NORMAL, quiet_s)
+        base = statistics.median(quiet.normal_ms + after.normal_ms)
+        answers = ", ".join(f"{k}: {v}" for k, v in sorted(loaded.hostile_statuses.items()))
+        med = statistics.median(loaded.hostile_ms) if loaded.hostile_ms else float("nan")
+        print(f"{kind.name:22s} {base:9.1f} {loaded.median_ms:10.1f} {loaded.median_ms / base:6.2f} "
+              f"{len(loaded.normal_ms):9d}  {answers} (median {med:.0f} ms)", flush=True)
+        quiet = after
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", type=Path, default=ROOT, help="app folder to serve (default: this checkout)")
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--load-seconds", type=float, default=20.0)
+    p.add_argument("--kinds", default="", help="comma-separated kind names (default: all)")
+    p.add_argument("--no-load", action="store_true")
+    p.add_argument("--no-shapes", action="store_true")
+    p.add_argument("--controls", action=argparse.BooleanOptionalAction, default=True)
+    args = p.parse_args(argv)
+    names = [n for n in args.kinds.split(",") if n] or None
+    work = Path(tempfile.mkdtemp(prefix="bench-hostile-"))
+    base = work / "detect"
+    modelgen.write_version(base, 1, modelgen.ssd_model, [[0, 1, 0.8, 0.5, 0.5, 0.9, 0.9]],
+                           input_name="data", hw=(320, 544))
+    cfg = write_config(work / "config.json", [{"name": MODEL, "base_path": str(base)}])
+    server = start_server(["--config_path", str(cfg), "--log_level", "WARNING"], timeout=120)
+    env = {"OBJECTDETECTION_IPADDRESS": "127.0.0.1", "OBJECTDETECTION_PORT": str(server.port),
+           "OBJECTDETECTION_MODEL_NAME": MODEL, "OBJECTDETECTION_MODEL_VERSION": "latest",
+           "OBJECTDETECTION_LABELS_PATH": "", "OVMS_API": "kserve", "OBJECTDETECTION_TIMEOUT_SECONDS": "60"}
+    host = None
+    try:
+        host = start_host(args.root.resolve(), env, work / "host.log")
+        print(f"{machine()}; app {args.root.resolve()}; load average {os.getloadavg()[0]:.1f}")
+        if not args.no_shapes:
+            shapes(host, hostile.kinds(names), args.repeat)
+        if not args.no_load:
+            kinds = [k for k in hostile.LOAD_KINDS if names is None or k.name in names]
+            load(host.port, kinds + (CONTROLS if args.controls else []), args.load_seconds)  # type: ignore[attr-defined]
+    finally:
+        if host is not None and host.poll() is None:
+            os.killpg(host.pid, signal.SIGTERM)
+            host.wait(30)
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

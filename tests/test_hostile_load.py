@@ -1,0 +1,118 @@
+"""Hostile files through the local Functions host: each gets its answer, and none starves a normal client.
+
+One model server with a small generated SSD detector (constant answer: inference costs next to
+nothing, so the app's own work is what is measured) and one host. For every hostile shape of
+``tests.hostile.KINDS`` (work bombs refused with 413, decompression bombs inside the limits decoded):
+
+1. one request with the full-size file gets the declared answer (4xx JSON as openapi.yaml
+   declares it, or 200);
+2. while 4 clients (in another process) send that kind of file back to back, a normal client (a
+   640x480 JPEG, one request after another) keeps a median latency below 2x its quiet median,
+   measured just before and just after. The multi-megabyte bombs are flooded at a size of ~1-3 MB
+   (``Kind.load``): a flood of 10-20 MB bodies doubles latency here whatever the bodies hold (junk
+   included; bench/bench_hostile.py measures that control), which is upload volume for the edge's
+   rate limits, not decoding work.
+
+The issue asks for 20 s of hostile load per kind; CI runs ``HOSTILE_SECONDS`` (4 s, after 1 s of
+warm-up) per kind to keep the suite short, and ``bench/bench_hostile.py --load-seconds 20`` runs
+the full 20 s by hand (its output is quoted in the closing note of issue 14). Set
+``OVAAS_HOSTILE_LOAD_SECONDS=20`` to run the full length here.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import statistics
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from emulators.ovms.launcher import start_server, write_config
+from tests import hostile, modelgen
+from tests.fixtures.functions_host import start_functions_host
+from tests.test_openapi import body_validator
+
+PATH = "/api/HttpTriggerObjectDetection"
+MODEL = "object-detection"
+HOSTILE_SECONDS = float(os.environ.get("OVAAS_HOSTILE_LOAD_SECONDS", "4"))
+QUIET_SECONDS = max(2.0, HOSTILE_SECONDS / 2)
+MAX_RATIO = 2.0
+NORMAL = cv2.imencode(".jpg", np.random.default_rng(3).integers(0, 256, (480, 640, 3), dtype=np.uint8))[1].tobytes()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    base = root / "detect"
+    modelgen.write_version(base, 1, modelgen.ssd_model, [[0, 1, 0.8, 0.5, 0.5, 0.9, 0.9]],
+                           input_name="data", hw=(320, 544))
+    cfg = write_config(root / "config.json", [{"name": MODEL, "base_path": str(base)}])
+    server = start_server(["--config_path", str(cfg)], timeout=120)
+    env = {"OBJECTDETECTION_IPADDRESS": "127.0.0.1", "OBJECTDETECTION_PORT": str(server.port),
+           "OBJECTDETECTION_MODEL_NAME": MODEL, "OBJECTDETECTION_MODEL_VERSION": "latest",
+           "OBJECTDETECTION_LABELS_PATH": "", "OVMS_API": "kserve",
+           "OBJECTDETECTION_TIMEOUT_SECONDS": "10"}
+    try:
+        host = start_functions_host(env=env, log_dir=root, timeout=90)
+    except BaseException:
+        server.stop()
+        raise
+    yield host
+    host.stop()
+    server.stop()
+
+
+def _post(port: int, body: bytes, ctype: str):
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        conn.request("POST", PATH, body=body, headers={"Content-Type": ctype})
+        r = conn.getresponse()
+        return r.status, r.getheader("Content-Type", ""), r.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("kind", hostile.KINDS, ids=lambda k: k.name)
+def test_each_hostile_file_gets_its_declared_answer(stack, kind):
+    status, ctype, body = _post(stack.port, kind.build(), kind.content_type)
+    assert status // 100 == kind.expect, f"{kind.name}: {status} {body[:300]!r}"
+    assert ctype.startswith("application/json")
+    answer = json.loads(body)
+    if status == 200:
+        declared = Image.open(io.BytesIO(kind.build())).size  # the header's size (no orientation here)
+        assert (answer["image"]["width"], answer["image"]["height"]) == declared
+        assert answer["detections"][0]["label_id"] == 1
+    else:
+        body_validator(PATH, "post", status).validate(answer)
+        assert answer["error"]["code"] in ("image_too_complex", "invalid_image")
+
+
+@pytest.mark.slow
+def test_hostile_clients_do_not_starve_a_normal_one(stack):
+    hostile.load_window(stack.port, PATH, NORMAL, 1.0)  # warm-up
+    rows, failures = [], []
+    quiet = hostile.load_window(stack.port, PATH, NORMAL, QUIET_SECONDS)
+    for kind in hostile.LOAD_KINDS:
+        loaded = hostile.load_window(stack.port, PATH, NORMAL, HOSTILE_SECONDS, kind)
+        after = hostile.load_window(stack.port, PATH, NORMAL, QUIET_SECONDS)
+        # quiet = the windows just before and just after (the machine's own load drifts)
+        baseline = statistics.median(quiet.normal_ms + after.normal_ms)
+        ratio = loaded.median_ms / baseline
+        allowed = {2: {200, 503}, 4: {413, 415}}[kind.expect]
+        rows.append(f"{kind.name:22s} quiet {baseline:6.1f} ms  under load {loaded.median_ms:6.1f} ms "
+                    f"(x{ratio:.2f}, {len(loaded.normal_ms)} requests)  hostile: {loaded.hostile_statuses} "
+                    f"median {statistics.median(loaded.hostile_ms):.0f} ms")
+        if set(quiet.normal_statuses) != {200} or set(loaded.normal_statuses) != {200}:
+            failures.append(f"{kind.name}: normal statuses {quiet.normal_statuses} / {loaded.normal_statuses}")
+        quiet = after
+        if not set(loaded.hostile_statuses) <= allowed:
+            failures.append(f"{kind.name}: hostile statuses {loaded.hostile_statuses}, expected {allowed}")
+        if ratio >= MAX_RATIO:
+            failures.append(f"{kind.name}: normal median x{ratio:.2f} under hostile load")
+    print("\n" + "\n".join(rows))
+    assert not failures, "\n".join(failures + rows)
