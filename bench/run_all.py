@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,19 @@ def locate(ep: Endpoint) -> Tuple[Path, Path, Optional[Path]]:
     return base, xml, side
 
 
+def served_copy(found: Tuple[Path, Path, Optional[Path]], ep: Endpoint,
+                workdir: Path) -> Tuple[Path, Path, Optional[Path]]:
+    """The model as the stack serves it: with u8 image inputs where the catalog says the endpoint
+    feeds whole 8-bit levels (the in-process baseline then runs that same model)."""
+    base, xml, side = found
+    if not ep.entry.u8_input:
+        return found
+    from scripts.tooling.modelprep import u8_image_inputs
+
+    u8_image_inputs(xml, workdir / ep.label / "1")
+    return workdir / ep.label, workdir / ep.label / "1" / xml.name, side
+
+
 def placeholder_weights(base: Path) -> bool:
     """True for the real topologies with placeholder weights (../shared/models-synthetic)."""
     return "models-synthetic" in base.parts
@@ -141,6 +155,7 @@ def unavoidable_work(xml: Path, data: bytes) -> Callable[..., Callable[[], None]
     _, c, h, w = (int(d) for d in port.shape)
     flag = cv2.IMREAD_GRAYSCALE if c == 1 else cv2.IMREAD_COLOR
     buf = np.frombuffer(data, np.uint8)
+    dtype = np.uint8 if port.get_element_type().get_type_name() == "u8" else np.float32
 
     def make(sink: Optional[Dict[str, List[float]]] = None) -> Callable[[], None]:
         request = compiled.create_infer_request()
@@ -150,7 +165,7 @@ def unavoidable_work(xml: Path, data: bytes) -> Callable[..., Callable[[], None]
             pixels = cv2.imdecode(buf, flag)
             t1 = time.perf_counter()
             resized = cv2.resize(pixels, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, c)
-            blob = np.ascontiguousarray(resized.transpose(2, 0, 1)[None], dtype=np.float32)
+            blob = np.ascontiguousarray(resized.transpose(2, 0, 1)[None], dtype=dtype)
             t2 = time.perf_counter()
             request.infer({0: blob})
             t3 = time.perf_counter()
@@ -182,7 +197,8 @@ def http_call(port: int, ep: Endpoint, data: bytes, ctype: str,
 def bench_endpoint(ep: Endpoint, xml: Path, base: Path, host_port: int, iters: int, seconds: float) -> Result:
     data = (common.IMAGES / ep.image).read_bytes()
     ctype = "image/png" if ep.image.endswith(".png") else "image/jpeg"
-    result = Result(ep, str(base.relative_to(ROOT.parent)) if ROOT.parent in base.parents else str(base))
+    where = str(base.relative_to(ROOT.parent)) if ROOT.parent in base.parents else str(base)
+    result = Result(ep, where + (" (served with a u8 input)" if ep.entry.u8_input else ""))
     make_local = unavoidable_work(xml, data)
     parts: Dict[str, List[float]] = {}
     times = common.interleaved_ms({"http": http_call(host_port, ep, data, ctype, result.server_stages),
@@ -265,7 +281,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     runs = args.coldstart_runs or (2 if args.quick else 5)
     endpoints = [e for e in ENDPOINTS if not args.only or e.label in args.only]
 
-    located = {ep.label: locate(ep) for ep in endpoints}
+    workdir = Path(tempfile.mkdtemp(prefix="bench-models-"))
+    origin = {ep.label: locate(ep) for ep in endpoints}
+    located = {ep.label: served_copy(origin[ep.label], ep, workdir) for ep in endpoints}
     started = time.monotonic()
     print(common.machine(), flush=True)
     print(common.precision_line(), flush=True)
@@ -281,7 +299,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         host = common.start_functions_host(env)
         results = []
         for ep in endpoints:
-            base, xml, _ = located[ep.label]
+            _, xml, _ = located[ep.label]
+            base = origin[ep.label][0]
             print(f"{ep.label}: {ep.model} on {ep.image} ...", flush=True)
             results.append(bench_endpoint(ep, xml, base, host.port, iters, seconds))
     finally:

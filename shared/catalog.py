@@ -55,6 +55,9 @@ class Endpoint:
     sample_images: Tuple[str, ...]  # pictures in ../shared/images that show it, the typical one first (benches)
     side_files: Tuple[SideFile, ...] = ()
     omz_precision: Optional[str] = "FP16"  # precision folder DownloadModel fetches (None: the only one)
+    #: the task feeds whole 8-bit levels, so its model may take u8 (upload --u8-input): identical
+    #: answers, a quarter of the bytes per request; the stack serves it so
+    u8_input: bool = False
     original_answer: str = ORIGINAL_PICTURE  # what /api/<compat_function> answers by default
     original_options: Tuple[Tuple[str, str], ...] = ()  # option defaults of that answer
 
@@ -70,14 +73,14 @@ ENDPOINTS: Tuple[Endpoint, ...] = (
     Endpoint(
         task="pose", task_class="shared.tasks.pose:PoseTask",
         function="HttpTriggerHumanPose", compat_function="humanpose", prefix="HUMANPOSE",
-        model_name="human-pose-estimation", omz_model="human-pose-estimation-0001",
+        model_name="human-pose-estimation", omz_model="human-pose-estimation-0001", u8_input=True,
         sample_images=("people1.jpeg", "baseball.jpg", "people2.jpeg", "people3.jpeg", "people4.jpeg")),
     Endpoint(
         task="handwriting", task_class="shared.tasks.handwriting:HandwritingTask",
         function="HttpTriggerHandwritten", compat_function="handwritten", prefix="HANDWRITTEN",
         model_name="handwritten-japanese-recognition", omz_model="handwritten-japanese-recognition-0001",
         sample_images=("handwritten_japanese_test.png", "japanese_handwriting_multiline.jpeg"),
-        original_answer=ORIGINAL_JSON,
+        original_answer=ORIGINAL_JSON, u8_input=True,
         side_files=(
             SideFile("HANDWRITTEN_CHARLIST_PATH", "the model's character list (one class per character)",
                      default="az://ovms/handwritten-japanese-recognition/kondate_nakayosi.txt",
@@ -98,7 +101,7 @@ ENDPOINTS: Tuple[Endpoint, ...] = (
     Endpoint(
         task="detection", task_class="shared.tasks.detection:DetectionTask",
         function="HttpTriggerObjectDetection", compat_function="objectdetection", prefix="OBJECTDETECTION",
-        model_name="object-detection", omz_model="person-detection-retail-0013",
+        model_name="object-detection", omz_model="person-detection-retail-0013", u8_input=True,
         sample_images=("people1.jpeg", "people2.jpeg", "people3.jpeg", "people4.jpeg"),
         side_files=(
             SideFile("OBJECTDETECTION_LABELS_PATH", "label names, one per line or JSON {id: name}",

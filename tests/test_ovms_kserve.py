@@ -214,3 +214,34 @@ def test_tritonclient_error_for_unknown_model(client):
     assert e.status() == "StatusCode.NOT_FOUND"
     e = _err(lambda: client.get_model_metadata("nope"))
     assert e.status() == "StatusCode.NOT_FOUND"
+
+
+def test_infer_request_split_matches_protobuf():
+    """The server reads raw tensors where they arrived: the small fields parse as protobuf would,
+    the raw contents are views of the received bytes, equal to protobuf's."""
+    from emulators.ovms.kserve import split_infer_request
+
+    req = service_pb2.ModelInferRequest(model_name="m", model_version="3", id="x")
+    req.parameters["k"].int64_param = 7
+    for n, size in (("a", 4), ("b", 0), ("c", 70000)):
+        req.inputs.add(name=n, datatype="UINT8", shape=[size])
+        req.raw_input_contents.append(bytes(range(256)) * (size // 256) + bytes(size % 256))
+    req.outputs.add(name="y")
+    wire = req.SerializeToString()
+    head, raw = split_infer_request(wire)
+    assert [bytes(r) for r in raw] == list(req.raw_input_contents)
+    del req.raw_input_contents[:]
+    assert head == req
+    assert all(isinstance(r, memoryview) and r.obj is wire for r in raw)  # views, not copies
+
+
+@pytest.mark.parametrize("garbage", [b"\x3a\xff\xff\xff\xff\x0f", b"\x0a\x05ab", b"\x3f\x00", b"\xff" * 11])
+def test_malformed_infer_bytes_are_invalid_argument_and_survived(server, client, garbage):
+    ch = grpc.insecure_channel(server.address)
+    call = ch.unary_unary("/inference.GRPCInferenceService/ModelInfer", request_serializer=lambda b: b,
+                          response_deserializer=lambda b: b)
+    with pytest.raises(grpc.RpcError) as ei:
+        call(garbage, timeout=10)
+    assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    ch.close()
+    assert client.is_server_live()  # and it answers the next caller

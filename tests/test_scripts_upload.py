@@ -202,3 +202,34 @@ def test_launch_and_download_scripts_refuse_a_trailing_newline():
         ovms.plan_one("colorization\n", "127.0.0.1", 9000)
     with pytest.raises(omz.DownloadError, match="invalid model name"):
         omz.download_model("human-pose-estimation-0001\n", "2021.1", "FP16", index={})
+
+
+@pytest.mark.needs_azurite
+def test_u8_input_uploads_the_model_with_u8_image_inputs(azurite, tmp_path):
+    """--u8-input: the IR uploaded takes u8 (converted inside the model); side files untouched;
+    re-running uploads nothing (the conversion is deterministic)."""
+    import numpy as np
+    import openvino as ov
+
+    from tests import modelgen
+
+    folder = tmp_path / "det"
+    modelgen.write_version(folder, 1, modelgen.ssd_model, [[0, 1, 0.9, 0.1, 0.1, 0.5, 0.5]], hw=(64, 96))
+    (folder / "labels.txt").write_text("a\nb\n")
+    args = ["--model_name", "det", "--folder", str(folder), "--connection_string", azurite,
+            "--container", "u8test", "--u8-input"]
+    first = _run(*args)
+    assert first.returncode == 0, first.stderr
+    blobs = _blobs(azurite, "u8test")
+    assert set(blobs) == {"det/1/model.xml", "det/1/model.bin", "det/labels.txt"}
+    (tmp_path / "got").mkdir()
+    for name in ("model.xml", "model.bin"):
+        (tmp_path / "got" / name).write_bytes(blobs[f"det/1/{name}"])
+    model = ov.Core().read_model(str(tmp_path / "got" / "model.xml"))
+    assert [p.get_element_type() for p in model.inputs] == [ov.Type.u8]
+    assert blobs["det/labels.txt"] == b"a\nb\n"
+    assert (folder / "1" / "model.xml").read_bytes() != blobs["det/1/model.xml"]  # the source stays f32
+    second = _run(*args)
+    assert second.returncode == 0 and "0 uploaded, 3 unchanged" in second.stdout, second.stdout
+    compiled = ov.Core().compile_model(model, "CPU")
+    assert np.asarray(next(iter(compiled(np.zeros((1, 3, 64, 96), np.uint8)).values()))).shape[-1] == 7

@@ -368,6 +368,7 @@ def test_inputs_are_cast_to_the_types_the_metadata_declares(declared, np_type, e
             return r
 
         def ModelInfer(self, request, timeout):
+            request = service_pb2.ModelInferRequest.FromString(request)  # the adapter sends it serialized
             sent["type"] = request.inputs[0].datatype
             sent["shape"] = list(request.inputs[0].shape)
             sent["values"] = np.frombuffer(request.raw_input_contents[0], np_type).tolist()
@@ -385,3 +386,27 @@ def test_inputs_are_cast_to_the_types_the_metadata_declares(declared, np_type, e
     KServeAdapter(ReadyChannel(), "m", None, 1.0, stub=Stub()).infer({"x": x})
     assert sent["type"] == declared and sent["shape"] == [1, 3]
     assert sent["values"] == pytest.approx(expected, rel=1e-3)
+
+
+def test_serialized_request_is_what_protobuf_builds():
+    """The adapter writes tensors straight into the message: byte for byte what protobuf serializes
+    for the same request (several inputs, strided arrays, a cast, an empty and a large tensor)."""
+    from shared.serving.kserve import serialize_request
+
+    rng = np.random.default_rng(3)
+    image = (rng.random((1, 3, 300, 500), dtype=np.float32) * 255).round()
+    tensors = [(image.transpose(0, 2, 3, 1), np.dtype(np.float32)),      # strided view
+               (image[:, :1], np.dtype(np.uint8)),                       # cast on the way
+               (np.arange(5, dtype=np.int64), np.dtype(np.int64)),
+               (np.zeros((0, 3), np.float32), np.dtype(np.float32))]     # empty
+    request = service_pb2.ModelInferRequest(model_name="m", model_version="2", id="r1")
+    for i, (array, dtype) in enumerate(tensors):
+        t = request.inputs.add(name=f"in{i}", datatype="FP32", shape=list(array.shape))
+        t.parameters["p"].bool_param = True
+    head = request.SerializeToString()
+    for array, dtype in tensors:
+        request.raw_input_contents.append(np.ascontiguousarray(array).astype(dtype).tobytes())
+    assert serialize_request(head, tensors) == request.SerializeToString()
+    parsed = service_pb2.ModelInferRequest.FromString(serialize_request(head, tensors))
+    assert np.array_equal(np.frombuffer(parsed.raw_input_contents[0], np.float32).reshape(1, 300, 500, 3),
+                          image.transpose(0, 2, 3, 1))

@@ -124,6 +124,21 @@ def test_health_is_ready(stack):
     assert status == 200 and json.loads(body)["status"] == "ok"
 
 
+def test_image_models_are_served_with_u8_inputs(stack):
+    """The stack uploads the catalog's u8_input endpoints' models with u8 image inputs: the model
+    server declares UINT8 for them (the others keep FP32), and the answers above were all 200."""
+    import tritonclient.grpc as tg
+
+    _, ports, _, log = stack
+    client = tg.InferenceServerClient(f"127.0.0.1:{ports['--ovms-port']}")
+    text = log.read_text(errors="replace")
+    for e in catalog.ENDPOINTS:
+        datatypes = {t.datatype for t in client.get_model_metadata(e.model_name).inputs}
+        assert datatypes == ({"UINT8"} if e.u8_input else {"FP32"}), (e.model_name, datatypes)
+        assert ("u8 image input" in next(l for l in text.splitlines() if f"[stack] {e.model_name}: " in l)) == e.u8_input
+    client.close()
+
+
 def test_the_output_says_which_host_mode_runs(stack):
     """The worker-backed host wherever bootstrap built .venv313 (CI's machines have a Python 3.13)."""
     from emulators.functions_host import worker

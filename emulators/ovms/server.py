@@ -13,10 +13,10 @@ from typing import Optional, Sequence
 
 import grpc
 from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
-from tritonclient.grpc import service_pb2_grpc
 
 from .config import ConfigError, ServerConfig, parse_args
 from .kserve import KServeServicer
+from .kserve import add_to_server as add_kserve_to_server
 from .models import ModelManager
 from .tfs import ModelStatusServicer, PredictionServicer
 
@@ -58,7 +58,7 @@ def build_server(cfg: ServerConfig, manager: ModelManager) -> grpc.Server:
     workers = cfg.grpc_workers or max(32, 4 * (os.cpu_count() or 2))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
                          options=GRPC_OPTIONS)
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(manager), server)
+    add_kserve_to_server(KServeServicer(manager), server)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(manager), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelStatusServicer(manager), server)
     try:

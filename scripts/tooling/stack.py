@@ -87,7 +87,8 @@ def locate_models(detection_model: str, release: str, download: bool = True) -> 
         if path is None:
             missing.append(f"{src} (served as {served})")
             continue
-        found.append({"source": src, "name": served, "path": path, "sides": side_paths})
+        found.append({"source": src, "name": served, "path": path, "sides": side_paths,
+                      "u8_input": endpoint.u8_input})
     if missing:
         raise StackError("missing: " + "; ".join(missing) + "\n" + OFFLINE_HINT)
     return found
@@ -95,14 +96,20 @@ def locate_models(detection_model: str, release: str, download: bool = True) -> 
 
 def upload_models(cs: str, models: List[dict]) -> Dict[str, str]:
     """Upload every model to container ``ovms``; return the side-file settings (az:// paths)."""
+    from scripts.tooling import modelprep
     from scripts.tooling.upload import upload_model
     settings = {}
+    convert = modelprep.available()
+    if not convert and any(m["u8_input"] for m in models):
+        _say("the openvino package is not installed: models are uploaded as published (f32 image "
+             "inputs: the same answers, four times the bytes per request)")
     for m in models:
         folder = m["path"]
-        report = upload_model(cs, m["name"], folder=folder, extra_files=[p for p, _ in m["sides"]])
+        report = upload_model(cs, m["name"], folder=folder, extra_files=[p for p, _ in m["sides"]],
+                              u8_input=m["u8_input"] and convert)
         layout = "OVMS" if ovms_layout(folder) else "OMZ"
         _say(f"{m['name']}: {len(report.uploaded)} uploaded, {len(report.skipped)} unchanged "
-             f"(from {folder}, {layout} layout)")
+             f"(from {folder}, {layout} layout{', u8 image input' if m['u8_input'] and convert else ''})")
         for path, setting in m["sides"]:
             settings[setting] = f"az://ovms/{m['name']}/{path.name}"
     return settings

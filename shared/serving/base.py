@@ -109,22 +109,38 @@ class CachedMetadataAdapter(InferenceAdapter):
     def _fetch_metadata(self) -> ModelMetadata:
         """Ask the server for the model's metadata (uncached)."""
 
-    def _typed_inputs(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        """Each input as a C-contiguous array of the dtype the metadata declares (tasks compute
-        in float32; a model may take uint8, float16...). Names the metadata does not know are
-        left to the server to refuse."""
+    def _input_dtypes(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.dtype]:
+        """The dtype each input is sent as: the one the metadata declares (tasks compute in
+        float32; a model may take uint8, float16...), else its own. Names the metadata does not
+        know are left to the server to refuse."""
         declared = self.metadata().inputs
-        out: Dict[str, np.ndarray] = {}
+        out: Dict[str, np.dtype] = {}
         for name, array in inputs.items():
             info = declared.get(name)
             dtype = _numpy_dtype(info.dtype) if info is not None else None
-            if dtype is not None and array.dtype != dtype:
-                if dtype.kind in "iu" and array.dtype.kind == "f":
-                    info_ = np.iinfo(dtype)
-                    array = np.clip(np.rint(array), info_.min, info_.max)
-                array = array.astype(dtype)
-            out[name] = np.ascontiguousarray(array)
+            out[name] = dtype if dtype is not None else array.dtype
         return out
+
+    def _typed_inputs(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Each input as a C-contiguous array of the dtype it is sent as (``_input_dtypes``)."""
+        dtypes = self._input_dtypes(inputs)
+        out: Dict[str, np.ndarray] = {}
+        for name, array in inputs.items():
+            if array.dtype == dtypes[name] and array.flags.c_contiguous:
+                out[name] = array
+            else:
+                out[name] = np.empty(array.shape, dtypes[name])
+                copy_as(out[name], array)
+        return out
+
+
+def copy_as(dst: np.ndarray, src: np.ndarray) -> None:
+    """Write ``src`` into ``dst`` (same shape) as ``dst``'s dtype; floats going to an integer type
+    are rounded and clipped to its range, never truncated or wrapped."""
+    if dst.dtype.kind in "iu" and src.dtype.kind == "f":
+        limits = np.iinfo(dst.dtype)
+        src = np.clip(np.rint(src), limits.min, limits.max)
+    np.copyto(dst, src, casting="unsafe")
 
 
 def _numpy_dtype(name: str) -> Optional[np.dtype]:
