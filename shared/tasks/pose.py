@@ -504,9 +504,9 @@ def to_result(decoded: DecodedPoses, ctx: PoseContext, map_h: int, map_w: int) -
     xs = np.clip(decoded.xy[..., 0].astype(np.float64) * sx, 0, ctx.image_w - 1)
     ys = np.clip(decoded.xy[..., 1].astype(np.float64) * sy, 0, ctx.image_h - 1)
     order = np.argsort(-decoded.scores, kind="stable")
-    people = []
-    for p in order.tolist():
-        kps = tuple(Keypoint(float(xs[p, k]), float(ys[p, k]), float(decoded.kp_scores[p, k]))
-                    if decoded.found[p, k] else None for k in range(NUM_KEYPOINTS))
-        people.append(Person(float(decoded.scores[p]), kps))
-    return PoseResult(tuple(people))
+    # plain Python numbers, row by row (indexing numpy element by element costs more than the rest)
+    rows = zip(xs[order].tolist(), ys[order].tolist(), decoded.kp_scores[order].astype(np.float64).tolist(),
+               decoded.found[order].tolist(), decoded.scores[order].astype(np.float64).tolist())
+    people = tuple(Person(score, tuple(Keypoint(x, y, s) if f else None for x, y, s, f in zip(px, py, ps, pf)))
+                   for px, py, ps, pf, score in rows)
+    return PoseResult(people)
