@@ -71,3 +71,66 @@ def test_health_cache_zero_means_no_cache():
     assert config.health_cache_seconds({"HEALTH_CACHE_SECONDS": "0"}) == 0.0
     with pytest.raises(config.SettingsError):
         config.health_cache_seconds({"HEALTH_CACHE_SECONDS": "-1"})
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00b\x00a\x00d", b"caf\xe9\n"])
+def test_a_side_file_that_is_not_utf8_is_503_naming_the_setting(tmp_path, content):
+    """Issue 14 item 5: a char list or labels file in another encoding is a deployment fault (503
+    'misconfigured' naming the setting), not a 500."""
+    from shared.errors import Misconfigured
+
+    path = tmp_path / "labels.txt"
+    path.write_bytes(content)
+    with pytest.raises(Misconfigured) as info:
+        resources.read_text(str(path), "OBJECTDETECTION_LABELS_PATH")
+    assert info.value.status == 503 and info.value.code == "misconfigured"
+    assert "OBJECTDETECTION_LABELS_PATH" in info.value.message and "UTF-8" in info.value.message
+
+
+def test_a_non_utf8_labels_file_reaches_the_caller_as_503(tmp_path, monkeypatch):
+    from shared.errors import Misconfigured
+    from shared.tasks.detection import LABELS_SETTING, DetectionTask
+
+    path = tmp_path / "labels.txt"
+    path.write_bytes(b"person\n\xe9tre\n")
+    monkeypatch.setenv(LABELS_SETTING, str(path))
+    with pytest.raises(Misconfigured, match=LABELS_SETTING):
+        DetectionTask().label_names()
+
+
+def test_storage_that_does_not_answer_is_a_fast_503(tmp_path, monkeypatch):
+    """Issue 14 item 6: storage that accepts connections but does not answer (Azurite paused) used
+    to hold the first read 10-11 s; now about STORAGE_TIMEOUT_S, then remembered."""
+    import os
+    import signal
+
+    from azure.storage.blob import BlobServiceClient
+
+    from scripts.tooling import azurite as az
+
+    if az.find_binary("azurite-blob") is None:
+        pytest.skip("needs_azurite: Azurite is not installed (run `bash scripts/bootstrap.sh`)")
+    port = az.free_port()
+    proc = az.start(tmp_path, blob_port=port, log_file=tmp_path / "azurite.log")
+    cs = az.connection_string("127.0.0.1", port)
+    try:
+        with BlobServiceClient.from_connection_string(cs) as svc:
+            svc.create_container("ovms").upload_blob("x/labels.txt", b"person\n")
+        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", cs)
+        assert resources.read_text("az://ovms/x/labels.txt", "S") == "person\n"  # storage works
+        resources.clear_cache()
+        os.killpg(proc.pid, signal.SIGSTOP)  # paused: the kernel still accepts its connections
+        t = time.monotonic()
+        with pytest.raises(ModelUnavailable) as info:
+            resources.read_bytes("az://ovms/x/labels.txt", "S")
+        took = time.monotonic() - t
+        assert took < resources.STORAGE_TIMEOUT_S * 2 + 0.5, took  # was 10-11 s
+        assert info.value.headers["Retry-After"] == "5" and "setting S" in info.value.message
+        t = time.monotonic()
+        with pytest.raises(ModelUnavailable):
+            resources.read_bytes("az://ovms/x/labels.txt", "S")
+        assert time.monotonic() - t < 0.05  # remembered: the next requests fail at once
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
