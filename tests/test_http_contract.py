@@ -9,7 +9,6 @@ import base64
 import io
 import json
 import logging
-import time
 from dataclasses import dataclass
 
 import azure.functions as func
@@ -361,14 +360,13 @@ def test_a_form_with_too_many_fields_is_413_before_it_is_parsed(adapter, kind):
     else:
         part = b'--B\r\nContent-Disposition: form-data; name="k"\r\n\r\nv\r\n'
         body, headers = part * n + b"--B--\r\n", {"Content-Type": "multipart/form-data; boundary=B"}
-    t0 = time.perf_counter()
     try:
         resp, data = call(body=body, headers=headers)
     finally:
         patch.undo()
     assert_error(resp, data, 413, "payload_too_large")
     assert f"more than {http_request.MAX_FORM_FIELDS} fields" in data["error"]["message"]
-    assert parsed == [] and time.perf_counter() - t0 < 1.0
+    assert parsed == []  # refused on a byte count: werkzeug never parsed the form
     # at the limit the form is parsed as before
     fields = {f"k{i}": "v" for i in range(http_request.MAX_FORM_FIELDS - 2)}
     resp, data = call(**multipart(fields, {"image": ("i.png", png(), "image/png")}))

@@ -129,7 +129,7 @@ def test_storage_that_does_not_answer_is_a_fast_503(tmp_path, monkeypatch):
         t = time.monotonic()
         with pytest.raises(ModelUnavailable):
             resources.read_bytes("az://ovms/x/labels.txt", "S")
-        assert time.monotonic() - t < 0.05  # remembered: the next requests fail at once
+        assert time.monotonic() - t < 0.5  # remembered: no new 2 s wait (a dict lookup, with room for a busy CI)
     finally:
         os.killpg(proc.pid, signal.SIGCONT)
         os.killpg(proc.pid, signal.SIGTERM)
