@@ -8,6 +8,8 @@ concurrent clients for: in-process OpenVINO, tritonclient (KServe v2 gRPC) and o
 emulator's default (no plugin_config: OpenVINO's CPU defaults, i.e. PERFORMANCE_HINT=LATENCY and
 bf16 on CPUs with AMX) or ``--hint THROUGHPUT|LATENCY`` / ``--precision f32|bf16|f16``; it prints
 the CPU model and the inference precision in force; nireq = OPTIMAL_NUMBER_OF_INFER_REQUESTS on both sides.
+``--u8-input`` serves and runs the model as the stack serves it (u8 image inputs converted inside
+the graph, ``scripts/tooling/modelprep.py``) on both sides: a quarter of the input bytes.
 The machine may be shared, so measurements are interleaved: latency calls alternate between the
 paths one call at a time, throughput runs in ``--rounds`` alternating windows of ``--seconds``;
 medians are reported. Goals: latency ratio <= 1.15, throughput ratio >= 0.85.
@@ -18,6 +20,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -80,6 +83,8 @@ def main() -> int:
                     help="PERFORMANCE_HINT for both sides (default: none = OpenVINO defaults, as the emulator)")
     ap.add_argument("--precision", choices=["default", "f32", "bf16", "f16"], default="default",
                     help="INFERENCE_PRECISION_HINT for both sides (default: OpenVINO's, bf16 on AMX CPUs)")
+    ap.add_argument("--u8-input", action="store_true",
+                    help="both sides run the model with u8 image inputs, as the stack serves it")
     args = ap.parse_args()
     plugin = {"PERFORMANCE_HINT": args.hint} if args.hint else {}
     if args.precision != "default":
@@ -93,14 +98,22 @@ def main() -> int:
     if base is None or xml is None:
         print(f"model {args.model} not found (scripts/tooling/modelsearch.py)", file=sys.stderr)
         return 2
+    workdir = tempfile.TemporaryDirectory(prefix="bench-ovms-")
+    if args.u8_input:
+        from scripts.tooling.modelprep import u8_image_inputs
+
+        base = Path(workdir.name) / "model"
+        u8_image_inputs(xml, base / "1")
+        xml = base / "1" / Path(xml).name
     core = ov.Core()
     compiled = core.compile_model(str(xml), "CPU", plugin)
     inp = compiled.inputs[0]
     in_name, shape = inp.get_any_name(), [d.get_length() for d in inp.get_partial_shape()]
-    x = (np.random.default_rng(0).random(shape, dtype=np.float32) * 255).astype(np.float32)
+    dtype = np.uint8 if inp.get_element_type() == ov.Type.u8 else np.float32
+    x = (np.random.default_rng(0).random(shape, dtype=np.float32) * 255).astype(dtype)
     nireq = compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
     print(precision_line(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()))
-    print(f"model {args.model} input {in_name} {shape}; CPU plugin_config {plugin or '{}'} -> "
+    print(f"model {args.model} input {in_name} {shape} {np.dtype(dtype).name}; CPU plugin_config {plugin or '{}'} -> "
           f"{compiled.get_property('PERFORMANCE_HINT')}, streams {compiled.get_property('NUM_STREAMS')}, "
           f"nireq {nireq}; latency: {args.iters} interleaved calls per path; throughput: {args.rounds} "
           f"windows x {args.seconds:.0f} s at {args.clients} clients per path")
@@ -120,7 +133,7 @@ def main() -> int:
     try:
         def triton_call():
             client = tg.InferenceServerClient(srv.address)
-            i = tg.InferInput(in_name, shape, "FP32")
+            i = tg.InferInput(in_name, shape, "UINT8" if dtype is np.uint8 else "FP32")
 
             def call():
                 i.set_data_from_numpy(x)
@@ -153,6 +166,7 @@ def main() -> int:
             print(f"round {r + 1}: " + "; ".join(f"{n}: {tput[n][-1]:.2f}/s" for n in paths))
     finally:
         srv.stop()
+        workdir.cleanup()
     results = {n: (statistics.median(lat[n]), statistics.median(tput[n])) for n in paths}
 
     base_lat, base_tput = results["in-process OpenVINO"]
