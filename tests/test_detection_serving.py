@@ -31,6 +31,7 @@ from shared.tasks.detection import DetectionTask
 from tests import modelgen
 from tests.fixtures.functions_host import start_functions_host
 from tests.precision import F32, compiled_precision, device_default_precision, served_precision
+from tests.realmodels import real_model
 from tests.httpclient import request
 
 IMAGES = PROJECT_ROOT.parent / "shared" / "images"
@@ -262,8 +263,7 @@ def _compare(ours: List[dict], oracle, threshold: float = 0.5, where: str = "", 
 
 @pytest.mark.parametrize("name", REAL)
 def test_http_real_detector_matches_model_api(hosts, name):
-    if find_model(name) is None:
-        pytest.skip(f"needs_real_models: {name} not found in models/, $OVAAS_MODELS_DIR or ../shared")
+    real_model(name)
     photos = {p: (IMAGES / p).read_bytes() for p in PHOTOS}
     images = {p: cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for p, b in photos.items()}
     oracle = _oracle(name, images)
@@ -309,8 +309,7 @@ DEFAULT_PRECISION_SCORE = 2e-2
 
 @pytest.mark.parametrize("name", REAL)
 def test_real_detectors_at_device_default_precision(server, monkeypatch, name):
-    if find_model(name) is None:
-        pytest.skip(f"needs_real_models: {name} not found in models/, $OVAAS_MODELS_DIR or ../shared")
+    real_model(name)
     served = f"{name}{AT_DEFAULT}"
     model, oracle_precision = _oracle_model(name, {})
     assert served_precision(server, served) == oracle_precision == device_default_precision()

@@ -13,26 +13,20 @@ import pytest
 
 from emulators.ovms.launcher import start_server, write_config
 from scripts.tooling.modelprep import u8_image_inputs
-from scripts.tooling.modelsearch import PROJECT_ROOT, find_model, model_xml
+from scripts.tooling.modelsearch import PROJECT_ROOT, find_model
 from shared import catalog, config, serving
 from shared.tasks import get_task
 from shared.timings import Timings
 from tests.precision import F32, compile_f32
+from tests.realmodels import real_model_xml
 
 IMAGES = PROJECT_ROOT.parent / "shared" / "images"
-
-
-def _real(name: str) -> Path:
-    xml = model_xml(name)
-    if xml is None:
-        pytest.skip(f"needs_real_models: {name}")
-    return xml
 
 
 @pytest.mark.parametrize("name", ["human-pose-estimation-0001", "person-detection-retail-0013",
                                   "handwritten-japanese-recognition-0001"])
 def test_u8_model_answers_exactly_as_the_original(tmp_path, name):
-    xml = _real(name)
+    xml = real_model_xml(name)
     assert u8_image_inputs(xml, tmp_path) != []
     original, converted = compile_f32(xml), compile_f32(tmp_path / xml.name)
     (port,), (cport,) = original.inputs, converted.inputs
@@ -60,7 +54,7 @@ def both(tmp_path_factory):
     for e in catalog.ENDPOINTS:
         if not e.u8_input:
             continue
-        xml = _real(e.omz_model)
+        xml = real_model_xml(e.omz_model)
         u8_image_inputs(xml, root / f"{e.task}-u8" / "1")
         entries += [{"name": f"{e.task}-f32", "base_path": str(find_model(e.omz_model)), "plugin_config": F32},
                     {"name": f"{e.task}-u8", "base_path": str(root / f"{e.task}-u8"), "plugin_config": F32}]

@@ -8,9 +8,10 @@ import ovmsclient
 import pytest
 import tritonclient.grpc as tg
 
-from scripts.tooling.modelsearch import find_model, model_xml
+from scripts.tooling.modelsearch import model_xml
 from tests import modelgen
 from tests.precision import F32, compile_f32, served_precision
+from tests.realmodels import real_model
 
 REAL = ["human-pose-estimation-0001", "person-detection-0200", "person-vehicle-bike-detection-2000",
         "person-detection-retail-0013"]
@@ -21,12 +22,7 @@ SYNTHETIC = ["handwritten-japanese-recognition-0001", "colorization-v2"]
 def shared_server(tmp_path_factory):
     from emulators.ovms.launcher import start_server, write_config
 
-    bases = {}
-    for name in REAL + SYNTHETIC:
-        base = find_model(name)
-        if base is None:
-            pytest.skip(f"needs_real_models: {name} not found by scripts/tooling/modelsearch.py")
-        bases[name] = base
+    bases = {name: real_model(name) for name in REAL + SYNTHETIC}
     cfg = write_config(tmp_path_factory.mktemp("shared") / "config.json",
                        [{"name": n, "base_path": str(b), "plugin_config": F32} for n, b in bases.items()])
     srv = start_server(["--config_path", str(cfg)], timeout=120)

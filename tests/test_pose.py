@@ -251,12 +251,10 @@ def test_random_maps_match_reference(seed):
 
 @pytest.fixture(scope="module")
 def real_model():
-    from scripts.tooling.modelsearch import find_model
-
-    base = find_model("human-pose-estimation-0001")
-    if base is None:
-        pytest.skip("needs_real_models: human-pose-estimation-0001")
     from tests.precision import compile_f32
+    from tests.realmodels import real_model
+
+    base = real_model("human-pose-estimation-0001")
 
     compiled = compile_f32(next(base.glob("*/*.xml")))
 

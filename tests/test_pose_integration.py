@@ -29,19 +29,13 @@ from tests.httpclient import request
 from tests.modelgen.pose_reference import reference_decode
 from tests.modelgen.pose_synth import draw, person
 from tests.precision import F32, compile_f32, compiled_precision, served_precision
+from tests.realmodels import real_model
 
 pytestmark = pytest.mark.slow
 
 IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
 PHOTOS = ("people1.jpeg", "people2.jpeg", "people3.jpeg", "people4.jpeg", "baseball.jpg")
 SYNTH_PEOPLE = [person(8, 6), person(30, 6, drop=[6, 7])]
-
-
-def _real(name: str) -> Path:
-    base = find_model(name)
-    if base is None:
-        pytest.skip(f"needs_real_models: {name}")
-    return base
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +113,8 @@ def in_process():
     import openvino as ov
 
     core = ov.Core()
-    pose = compile_f32(next(_real("human-pose-estimation-0001").glob("*/*.xml")), core)
-    det = compile_f32(next(_real("person-detection-retail-0013").glob("*/*.xml")), core)
+    pose = compile_f32(next(real_model("human-pose-estimation-0001").glob("*/*.xml")), core)
+    det = compile_f32(next(real_model("person-detection-retail-0013").glob("*/*.xml")), core)
 
     def run_pose(inputs):
         return {o.get_any_name(): np.asarray(v) for o, v in pose(inputs).items()}
@@ -143,7 +137,7 @@ def _inside(x, y, box, margin=0.1):
 def test_oracle_and_server_compute_in_f32(stack, in_process):
     """The comparison below is only tight because both sides run at f32 (bf16 on AMX otherwise)."""
     server, _ = stack
-    _real("human-pose-estimation-0001")
+    real_model("human-pose-estimation-0001")
     assert served_precision(server, "human-pose-estimation") == "f32"
     assert in_process[2] == "f32"
 
@@ -199,7 +193,7 @@ def _meta():
 
 def test_people_counts(stack):
     _, host = stack
-    _real("human-pose-estimation-0001")
+    real_model("human-pose-estimation-0001")
     counts = {}
     for photo in PHOTOS:
         status, _, body = post(endpoint(host), (IMAGES / photo).read_bytes())
@@ -211,7 +205,7 @@ def test_people_counts(stack):
 
 def test_render_and_json_forms(stack):
     _, host = stack
-    _real("human-pose-estimation-0001")
+    real_model("human-pose-estimation-0001")
     data = (IMAGES / "people2.jpeg").read_bytes()
     status, ctype, body = post(endpoint(host, "render=true"), data)
     assert status == 200 and ctype.startswith("image/jpeg")

@@ -11,17 +11,14 @@ import pytest
 from pathlib import Path
 
 from scripts.tooling import upload
-from scripts.tooling.modelsearch import find_model
+from tests.realmodels import real_model
 
 IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
 
 
 @pytest.fixture(scope="module")
 def detector_base():
-    base = find_model("person-detection-retail-0013")
-    if base is None:
-        pytest.skip("needs_real_models: person-detection-retail-0013 not found in models/, $OVAAS_MODELS_DIR or ../shared")
-    return base
+    return real_model("person-detection-retail-0013")
 
 
 def test_upload_is_idempotent_and_served_from_az(azurite, detector_base, tmp_path, model_server, functions_host):
