@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from emulators.ovms.launcher import start_server, write_config
+from emulators.ovms.launcher import write_config
 from tests import modelgen
-from tests.fixtures.functions_host import start_functions_host
+from tests.fixtures.functions_host import running_stack
 from tests.httpclient import request
 from tests.precision import F32
 
@@ -83,19 +83,13 @@ def app_copy(tmp_path_factory) -> Path:
 def stack(app_copy, tmp_path_factory):
     root = tmp_path_factory.mktemp("brightness-models")
     modelgen.write_version(root / "brightness", 1, brightness_model)
-    server = start_server(["--config_path", str(write_config(root / "config.json", [
-        {"name": "brightness", "base_path": str(root / "brightness"), "plugin_config": F32}]))], timeout=120)
-    host = None
-    try:
-        host = start_functions_host(app_copy, env={"BRIGHTNESS_IPADDRESS": "127.0.0.1",
-                                                   "BRIGHTNESS_PORT": str(server.port),
-                                                   "HEALTH_CACHE_SECONDS": "0"},
-                                    log_dir=root, timeout=60)
+    cfg = write_config(root / "config.json", [
+        {"name": "brightness", "base_path": str(root / "brightness"), "plugin_config": F32}])
+
+    def env(port: int) -> Dict[str, str]:
+        return {"BRIGHTNESS_IPADDRESS": "127.0.0.1", "BRIGHTNESS_PORT": str(port), "HEALTH_CACHE_SECONDS": "0"}
+    with running_stack(cfg, env, root, root=app_copy, timeout=60) as (_, host):
         yield host
-    finally:
-        if host is not None:
-            host.stop()
-        server.stop()
 
 
 def test_the_new_endpoint_answers(stack):

@@ -24,15 +24,16 @@ import io
 import json
 import os
 import statistics
+from typing import Dict
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from emulators.ovms.launcher import start_server, write_config
+from emulators.ovms.launcher import write_config
 from tests import hostile, modelgen
-from tests.fixtures.functions_host import start_functions_host
+from tests.fixtures.functions_host import running_stack
 from tests.test_openapi import body_validator
 
 PATH = "/api/HttpTriggerObjectDetection"
@@ -50,19 +51,14 @@ def stack(tmp_path_factory):
     modelgen.write_version(base, 1, modelgen.ssd_model, [[0, 1, 0.8, 0.5, 0.5, 0.9, 0.9]],
                            input_name="data", hw=(320, 544))
     cfg = write_config(root / "config.json", [{"name": MODEL, "base_path": str(base)}])
-    server = start_server(["--config_path", str(cfg)], timeout=120)
-    env = {"OBJECTDETECTION_IPADDRESS": "127.0.0.1", "OBJECTDETECTION_PORT": str(server.port),
-           "OBJECTDETECTION_MODEL_NAME": MODEL, "OBJECTDETECTION_MODEL_VERSION": "latest",
-           "OBJECTDETECTION_LABELS_PATH": "", "OVMS_API": "kserve",
-           "OBJECTDETECTION_TIMEOUT_SECONDS": "10"}
-    try:
-        host = start_functions_host(env=env, log_dir=root, timeout=90)
-    except BaseException:
-        server.stop()
-        raise
-    yield host
-    host.stop()
-    server.stop()
+
+    def env(port: int) -> Dict[str, str]:
+        return {"OBJECTDETECTION_IPADDRESS": "127.0.0.1", "OBJECTDETECTION_PORT": str(port),
+                "OBJECTDETECTION_MODEL_NAME": MODEL, "OBJECTDETECTION_MODEL_VERSION": "latest",
+                "OBJECTDETECTION_LABELS_PATH": "", "OVMS_API": "kserve",
+                "OBJECTDETECTION_TIMEOUT_SECONDS": "10"}
+    with running_stack(cfg, env, root, timeout=90) as (_, host):
+        yield host
 
 
 def _post(port: int, body: bytes, ctype: str):

@@ -26,9 +26,9 @@ import numpy as np
 import psutil
 import pytest
 
-from emulators.ovms.launcher import start_server, write_config
+from emulators.ovms.launcher import write_config
 from tests import modelgen
-from tests.fixtures.functions_host import start_functions_host
+from tests.fixtures.functions_host import running_stack
 from tests.test_openapi import body_validator, png_header_claiming
 
 PATH = "/api/HttpTriggerObjectDetection"
@@ -61,19 +61,14 @@ def stack(tmp_path_factory):
     base = root / "detect"
     modelgen.write_version(base, 1, modelgen.ssd_model, ROWS, input_name="data", hw=(320, 544))
     cfg = write_config(root / "config.json", [{"name": MODEL, "base_path": str(base)}])
-    server = start_server(["--config_path", str(cfg)], timeout=120)
-    env = {"OBJECTDETECTION_IPADDRESS": "127.0.0.1", "OBJECTDETECTION_PORT": str(server.port),
-           "OBJECTDETECTION_MODEL_NAME": MODEL, "OBJECTDETECTION_MODEL_VERSION": "latest",
-           "OBJECTDETECTION_LABELS_PATH": "", "OVMS_API": "kserve",
-           "OBJECTDETECTION_TIMEOUT_SECONDS": str(DEADLINE_S), "OVMS_CONNECT_TIMEOUT_SECONDS": "0.5"}
-    try:
-        host = start_functions_host(env=env, log_dir=root, timeout=90)
-    except BaseException:
-        server.stop()
-        raise
-    yield {"server": server, "host": host, "proc": psutil.Process(host.proc.pid)}
-    host.stop()
-    server.stop()
+
+    def env(port: int) -> Dict[str, str]:
+        return {"OBJECTDETECTION_IPADDRESS": "127.0.0.1", "OBJECTDETECTION_PORT": str(port),
+                "OBJECTDETECTION_MODEL_NAME": MODEL, "OBJECTDETECTION_MODEL_VERSION": "latest",
+                "OBJECTDETECTION_LABELS_PATH": "", "OVMS_API": "kserve",
+                "OBJECTDETECTION_TIMEOUT_SECONDS": str(DEADLINE_S), "OVMS_CONNECT_TIMEOUT_SECONDS": "0.5"}
+    with running_stack(cfg, env, root, timeout=90) as (server, host):
+        yield {"server": server, "host": host, "proc": psutil.Process(host.proc.pid)}
 
 
 class Client:

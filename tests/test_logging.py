@@ -13,7 +13,7 @@ import time
 import pytest
 
 from emulators.ovms.launcher import start_server
-from tests.fixtures.functions_host import start_functions_host
+from tests.fixtures.functions_host import running_stack
 from tests.test_openapi import (COLOR, DETECT, HAND, POSE, four_model_env, generated_repo, make_image,
                                 request, server_config, write_charlist)
 
@@ -28,20 +28,15 @@ LINE = re.compile(r"(\{\"invocation_id\".*\})\s*$")
 def host(tmp_path_factory):
     root = tmp_path_factory.mktemp("logging")
     models = generated_repo(root / "models")
-    server = start_server(["--config_path", str(server_config(root, models))], timeout=120)
+    charlist = write_charlist(root / "chars.txt")
+
     # handwriting reads its char list from "storage" that is not there: its requests take the
     # side-file error path with the connection string in hand
-    env = four_model_env(server.port, write_charlist(root / "chars.txt"),
-                         HANDWRITTEN_CHARLIST_PATH="az://ovms/handwritten/chars.txt",
-                         AZURE_STORAGE_CONNECTION_STRING=CONNECTION, AzureWebJobsStorage=CONNECTION)
-    try:
-        h = start_functions_host(env=env, log_dir=root, timeout=90)
-    except BaseException:
-        server.stop()
-        raise
-    yield h
-    h.stop()
-    server.stop()
+    def env(port: int):
+        return four_model_env(port, charlist, HANDWRITTEN_CHARLIST_PATH="az://ovms/handwritten/chars.txt",
+                              AZURE_STORAGE_CONNECTION_STRING=CONNECTION, AzureWebJobsStorage=CONNECTION)
+    with running_stack(server_config(root, models), env, root, timeout=90) as (_, h):
+        yield h
 
 
 def _requests():

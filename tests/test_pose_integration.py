@@ -18,13 +18,13 @@ import cv2
 import numpy as np
 import pytest
 
-from emulators.ovms.launcher import start_server, write_config
+from emulators.ovms.launcher import write_config
 from scripts.tooling.modelsearch import find_model
 from shared import config, serving
 from shared.timings import Timings
 from shared.tasks.pose import KEYPOINT_NAMES, PoseOptions, PoseTask
 from tests import modelgen
-from tests.fixtures.functions_host import start_functions_host
+from tests.fixtures.functions_host import running_stack
 from tests.httpclient import request
 from tests.modelgen.pose_reference import reference_decode
 from tests.modelgen.pose_synth import draw, person
@@ -49,17 +49,9 @@ def stack(tmp_path_factory):
     real = find_model("human-pose-estimation-0001")
     if real is not None:
         models.append({"name": "human-pose-estimation", "base_path": str(real), "plugin_config": F32})
-    server = start_server(["--config_path", str(write_config(root / "config.json", models))],
-                          timeout=120)
-    host = None
-    try:
-        host = start_functions_host(env=settings_env(server.port, "human-pose-estimation"),
-                                    log_dir=root)
+    with running_stack(write_config(root / "config.json", models),
+                       lambda port: settings_env(port, "human-pose-estimation"), root) as (server, host):
         yield server, host
-    finally:
-        if host is not None:
-            host.stop()
-        server.stop()
 
 
 def settings_env(port: int, model: str) -> Dict[str, str]:
