@@ -18,6 +18,7 @@ import ctypes.util
 import logging
 import sys
 import threading
+from typing import Optional
 
 log = logging.getLogger("ovaas.allocator")
 
@@ -26,26 +27,31 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's maximum on 64-bit systems
 TRIM_THRESHOLD = 64 * 1024 * 1024
 
-_done = False
+_done: Optional[bool] = None  # the outcome, once tried: tried once per process, whatever it was
 _lock = threading.Lock()
 
 
 def keep_large_buffers() -> bool:
-    """Tune glibc's allocator once per process; True when it was tuned (now or before)."""
+    """Tune glibc's allocator, tried once per process (it is called on every request); True when
+    it was tuned."""
     global _done
-    if _done:
-        return True
-    with _lock:
-        if _done:
-            return True
-        if not sys.platform.startswith("linux"):
-            return False
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            mallopt = libc.mallopt
-        except (OSError, AttributeError):  # not glibc
-            return False
-        _done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-        log.debug("glibc malloc: mmap threshold %d, trim threshold %d: %s", MMAP_THRESHOLD, TRIM_THRESHOLD,
-                  "set" if _done else "refused")
+    if _done is not None:
         return _done
+    with _lock:
+        if _done is None:
+            _done = _tune()
+        return _done
+
+
+def _tune() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    tuned = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    log.debug("glibc malloc: mmap threshold %d, trim threshold %d: %s", MMAP_THRESHOLD, TRIM_THRESHOLD,
+              "set" if tuned else "refused")
+    return tuned

@@ -31,6 +31,17 @@ def test_tuning_is_idempotent_and_harmless_where_unsupported(monkeypatch):
     from shared import allocator
 
     assert allocator.keep_large_buffers() is allocator.keep_large_buffers()
-    monkeypatch.setattr(allocator, "_done", False)
+    monkeypatch.setattr(allocator, "_done", None)
     monkeypatch.setattr(allocator.sys, "platform", "darwin")
     assert allocator.keep_large_buffers() is False  # nothing to tune: no error
+    tries = []
+
+    def no_glibc(*args):
+        tries.append(args)
+        raise OSError("no glibc here")
+    monkeypatch.setattr(allocator.sys, "platform", "linux")
+    monkeypatch.setattr(allocator.ctypes, "CDLL", no_glibc)
+    monkeypatch.setattr(allocator, "_done", None)
+    assert allocator.keep_large_buffers() is False
+    assert allocator.keep_large_buffers() is False
+    assert len(tries) == 1  # a failed tuning is tried once per process, not again on every request
