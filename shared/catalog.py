@@ -61,13 +61,6 @@ class Endpoint:
     original_answer: str = ORIGINAL_PICTURE  # what /api/<compat_function> answers by default
     original_options: Tuple[Tuple[str, str], ...] = ()  # option defaults of that answer
 
-    def side_file(self, setting: str) -> SideFile:
-        """The side file named by ``setting`` (KeyError if this endpoint has none)."""
-        for side in self.side_files:
-            if side.setting == setting:
-                return side
-        raise KeyError(setting)
-
 
 ENDPOINTS: Tuple[Endpoint, ...] = (
     Endpoint(

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
 from shared.errors import ImageTooComplex, InvalidImage
@@ -99,30 +98,20 @@ def sniff(data: bytes) -> str:
     raise InvalidImage(f"the data is not a supported image ({_SUPPORTED_LIST})")
 
 
-@dataclass(frozen=True)
-class Structure:
-    """What a check learnt about the file (for the decoder's choice and for tests)."""
-
-    format: str
-    scans: int = 0  # JPEG
-    chunks: int = 0  # PNG, WebP
-    blocks: int = 0  # TIFF strips or tiles
-    rle: bool = False  # BMP run-length encoded
-
-
-def check(fmt: str, data: bytes) -> Structure:
-    """Walk the structure of ``data`` (format ``fmt``); 413/415 when it asks for too much work."""
+def check(fmt: str, data: bytes) -> bool:
+    """Walk the structure of ``data`` (format ``fmt``); 413/415 when it asks for too much work.
+    Returns the one fact the decoder needs: True for a run-length encoded BMP."""
     if fmt == "JPEG":
-        return Structure(fmt, scans=check_jpeg(data))
-    if fmt == "PNG":
-        return Structure(fmt, chunks=check_png(data))
-    if fmt == "TIFF":
-        return Structure(fmt, blocks=check_tiff(data))
-    if fmt == "BMP":
-        return Structure(fmt, rle=bmp_is_rle(data))
-    if fmt == "WEBP":
-        return Structure(fmt, chunks=check_webp(data))
-    return Structure(fmt)
+        check_jpeg(data)
+    elif fmt == "PNG":
+        check_png(data)
+    elif fmt == "TIFF":
+        check_tiff(data)
+    elif fmt == "BMP":
+        return bmp_is_rle(data)
+    elif fmt == "WEBP":
+        check_webp(data)
+    return False
 
 
 # ---- JPEG ----------------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def decode(data: bytes, limits: Limits) -> DecodedImage:
         raise InvalidImage("the image is empty")
     kind = imagecheck.sniff(data)
     try:
-        structure = imagecheck.check(kind, data)
+        rle = imagecheck.check(kind, data)
     except ImageTooComplex:
         decodegate.DECODE_GATE.pause(REFUSAL_PAUSE_S)  # no encoder writes such a file: it was made to hurt
         raise
@@ -86,10 +86,10 @@ def decode(data: bytes, limits: Limits) -> DecodedImage:
     width, height = img.size
     try:
         check_size(width, height, limits)
-        if fmt in ("JPEG", "MPO", "WEBP") or structure.rle:
+        if fmt in ("JPEG", "MPO", "WEBP") or rle:
             # OpenCV decodes these straight into one array (Pillow's WebP keeps two RGBA canvases
             # and a bytes copy; its run-length BMP decoder is Python). Orientation is read here.
-            orientation = exif_orientation(img.info.get("exif")) if not structure.rle else 1
+            orientation = exif_orientation(img.info.get("exif")) if not rle else 1
             img.close()
             pixels = decodegate.DECODE_GATE.run(width * height,
                                      lambda: _decode_opencv(data, (height, width), orientation))

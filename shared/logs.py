@@ -19,11 +19,6 @@ NO_INVOCATION = "-"
 _invocation_id: ContextVar[str] = ContextVar("ovaas_invocation_id", default=NO_INVOCATION)
 
 
-def current_invocation_id() -> str:
-    """The invocation id of the request being served on this thread (``-`` outside one)."""
-    return _invocation_id.get()
-
-
 @contextlib.contextmanager
 def invocation(invocation_id: str) -> Iterator[None]:
     """Run the ``with`` block as invocation ``invocation_id``."""

@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 from urllib.parse import urlsplit
 
 from shared import config
@@ -116,11 +116,6 @@ def probe_endpoint(url: str, timeout_s: float) -> None:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     with socket.create_connection((parts.hostname or "", port), timeout=timeout_s):
         pass
-
-
-def locate(setting: str) -> Optional[str]:
-    """The configured location of a side file (the catalog's default when the setting is absent)."""
-    return config.side_file_location(setting)
 
 
 def clear_cache() -> None:

@@ -1,7 +1,6 @@
 locals {
   # Storage account names: 3-24 lower-case letters/digits, globally unique.
   storage_account_name = "${var.name_prefix}ovaas${substr(md5(var.resource_group_name), 0, 6)}"
-  prefixes             = ["HUMANPOSE", "HANDWRITTEN", "COLORIZATION", "OBJECTDETECTION"]
 
   # Every setting the app reads (README "Settings"; tests/test_deploy_consistency.py checks this
   # list against shared/). Keys are spelled out so the list can be read and checked as is.

@@ -30,7 +30,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import cv2
 import numpy as np
 
-from shared import imaging, resources
+from shared import config, imaging, resources
 from shared.errors import BadModelOutput, Misconfigured
 from shared.formats import MIME_TYPES
 from shared.logs import get_logger
@@ -161,7 +161,7 @@ class ColorizationTask(Task[ModelLayout]):
     # -- side file
     def coefficients(self) -> np.ndarray:
         """The bins' ab centres as a (2, K) float32 matrix, read once per location."""
-        location = resources.locate(COEFFICIENTS_SETTING)
+        location = config.side_file_location(COEFFICIENTS_SETTING)
         if not location:
             raise Misconfigured(
                 f"the served colorization model outputs ab bins ({BINS_OUTPUT}), which need the "

@@ -36,7 +36,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import cv2
 import numpy as np
 
-from shared import resources
+from shared import config, resources
 from shared.errors import BadModelOutput, Misconfigured
 from shared.logs import get_logger
 from shared.options import opt_float, opt_int
@@ -247,7 +247,7 @@ class DetectionTask(Task[Detector]):
     # -- labels
     def label_names(self) -> Dict[int, str]:
         """The configured {id: name} map (empty without a labels file); re-read if the setting changes."""
-        location = resources.locate(LABELS_SETTING)
+        location = config.side_file_location(LABELS_SETTING)
         if location is None:
             return {}
         cached_location, names = self._labels

@@ -164,7 +164,7 @@ class HandwritingTask(Task[Recognizer]):
 
     def charlist(self) -> Tuple[str, ...]:
         """The decoding characters (class i = entry i-1), read once per worker."""
-        location = resources.locate(CHARLIST_SETTING)
+        location = config.side_file_location(CHARLIST_SETTING)
         if not location:
             raise Misconfigured(f"set {CHARLIST_SETTING} to the model's char list")
         return _parse_charlist(location, resources.read_text(location, CHARLIST_SETTING))
