@@ -37,52 +37,20 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import IMAGES, start_model_server  # noqa: E402
+from bench.common import IMAGES, cpu_model, default_precision, model_env, p95, start_model_server  # noqa: E402
+from shared import catalog  # noqa: E402
 
 OUT = ROOT / "bench" / "capacity.json"
-
-
-def _endpoints():
-    """endpoint function -> (task, settings prefix, source model, served name, photos), from the
-    catalog."""
-    from shared import catalog
-    return {e.function: (e.task, e.prefix, e.omz_model, e.model_name, list(e.sample_images))
-            for e in catalog.ENDPOINTS}
-
-
-ENDPOINTS = _endpoints()
-
-
-def _side_files():
-    """setting -> (source model, file name) of the side files the stack uploads beside a model."""
-    from shared import catalog
-    return {side.setting: (e.omz_model, side.filename) for e in catalog.ENDPOINTS for side in e.side_files
-            if side.filename and side.where == catalog.BESIDE_MODEL}
-
-
-SIDE_FILES = _side_files()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def type_name(value) -> str:
-    """An OpenVINO element type as OpenVINO spells it (f32, bf16, f16)."""
-    return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+#: endpoint function -> its catalog entry
+ENDPOINTS = {e.function: e for e in catalog.ENDPOINTS}
+#: setting -> (source model, file name) of the side files the stack uploads beside a model
+SIDE_FILES = {side.setting: (e.omz_model, side.filename) for e in catalog.ENDPOINTS for side in e.side_files
+              if side.filename and side.where == catalog.BESIDE_MODEL}
 
 
 def summary(values: List[float]) -> Dict[str, float]:
-    values = sorted(values)
-    p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
     return {"mean": round(statistics.fmean(values), 3), "median": round(statistics.median(values), 3),
-            "p95": round(p95, 3), "n": len(values)}
+            "p95": round(p95(values), 3), "n": len(values)}
 
 
 def request(body: bytes, name: str, render: bool):
@@ -100,18 +68,16 @@ def measure_app(repeat: int, warmup: int) -> Dict[str, dict]:
     from shared import http, serving
 
     models = {}
-    for _, (_, _, src, served, _) in ENDPOINTS.items():
-        path = find_model(src)
+    for e in ENDPOINTS.values():
+        path = find_model(e.omz_model)
         if path is None or not ovms_layout(path):
-            raise SystemExit(f"{src}: no OVMS-layout copy found (see README: models/, $OVAAS_MODELS_DIR, ../shared)")
-        models[served] = path
+            raise SystemExit(f"{e.omz_model}: no OVMS-layout copy found "
+                             "(see README: models/, $OVAAS_MODELS_DIR, ../shared)")
+        models[e.model_name] = path
     server = start_model_server(models)
     try:
-        for prefix in {e[1] for e in ENDPOINTS.values()}:
-            os.environ[f"{prefix}_IPADDRESS"] = "127.0.0.1"
-            os.environ[f"{prefix}_PORT"] = str(server.port)
-            os.environ[f"{prefix}_MODEL_NAME"] = next(e[3] for e in ENDPOINTS.values() if e[1] == prefix)
-        os.environ["OVMS_API"] = "kserve"
+        for e in ENDPOINTS.values():
+            os.environ.update(model_env(e.prefix, server.port, e.model_name))
         for setting, (src, fname) in SIDE_FILES.items():
             side = find_side_file(src, fname)
             if side is None:
@@ -136,9 +102,10 @@ def measure_app(repeat: int, warmup: int) -> Dict[str, dict]:
                 return self.inner.infer(inputs)
 
         results = {}
-        for endpoint, (task, prefix, src, served, photos) in ENDPOINTS.items():
+        for endpoint, e in ENDPOINTS.items():
             serving.get_adapter = lambda settings: Recording(real_get_adapter(settings))
             per = {"json": [], "image": []}
+            photos = list(e.sample_images)
             for photo in photos:
                 current.update(endpoint=endpoint, photo=photo, record=False)
                 body = (IMAGES / photo).read_bytes()
@@ -147,7 +114,7 @@ def measure_app(repeat: int, warmup: int) -> Dict[str, dict]:
                         req = request(body, photo, kind == "image")
                         current["record"] = kind == "json" and i == 0
                         c0 = time.process_time()
-                        resp = http.handle(req, task)
+                        resp = http.handle(req, e.task)
                         c1 = time.process_time()
                         if resp.status_code != 200:
                             raise SystemExit(f"{endpoint} {photo}: HTTP {resp.status_code} {resp.get_body()[:300]!r}")
@@ -156,19 +123,21 @@ def measure_app(repeat: int, warmup: int) -> Dict[str, dict]:
             results[endpoint] = {"app_cpu_ms": summary(per["json"]), "app_image_cpu_ms": summary(per["image"]),
                                  "photos": photos}
         serving.get_adapter = real_get_adapter
-        inputs = {e: [sent[(e, photo)] for photo in ENDPOINTS[e][4]] for e in ENDPOINTS}
-        return results, models, inputs
+        inputs = {f: [sent[(f, photo)] for photo in e.sample_images] for f, e in ENDPOINTS.items()}
+        return results, inputs
     finally:
         server.stop()
 
 
-def measure_inference(models, inputs, precision: str, repeat: int, warmup: int) -> Dict[str, dict]:
+def measure_inference(inputs, precision: str, repeat: int, warmup: int) -> Dict[str, dict]:
     import openvino as ov
+
+    from scripts.tooling.modelsearch import model_xml
     core = ov.Core()
     out = {}
-    for endpoint, (_, _, src, served, _) in ENDPOINTS.items():
-        version_dir = sorted((p for p in models[served].iterdir() if p.name.isdigit()), key=lambda p: int(p.name))[-1]
-        xml = next(version_dir.glob("*.xml"))
+    for endpoint, e in ENDPOINTS.items():
+        src, served = e.omz_model, e.model_name
+        xml = model_xml(src)
         config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_NUM_THREADS": 1}
         compiled = core.compile_model(core.read_model(xml), "CPU", config)
@@ -191,7 +160,7 @@ def measure_inference(models, inputs, precision: str, repeat: int, warmup: int) 
                          "weights": "placeholder (topology-exact, ../shared/models-synthetic)" if synthetic else "real",
                          "inference_calls_per_request": calls_per_request,
                          "inference_cpu_ms": summary(cpu), "inference_wall_ms": summary(wall),
-                         "precision_used": type_name(compiled.get_property("INFERENCE_PRECISION_HINT"))}
+                         "precision_used": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()}
     return out
 
 
@@ -204,16 +173,16 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import openvino as ov
-    default_precision = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")
-    app, models, inputs = measure_app(args.repeat, args.warmup)
-    inference = measure_inference(models, inputs, args.precision, args.repeat, args.warmup)
+    cpu_default = default_precision()
+    app, inputs = measure_app(args.repeat, args.warmup)
+    inference = measure_inference(inputs, args.precision, args.repeat, args.warmup)
     endpoints = {e: {**inference[e], **app[e]} for e in ENDPOINTS}
     report = {
         "what": "per-request process CPU time, milliseconds (bench/bench_capacity.py)",
         "date": datetime.date.today().isoformat(),
         "machine": {"cpu_model": cpu_model(), "logical_cpus": os.cpu_count(), "python": platform.python_version(),
                     "openvino": ov.__version__,
-                    "cpu_default_inference_precision": type_name(default_precision),
+                    "cpu_default_inference_precision": cpu_default,
                     "inference_precision_hint": args.precision},
         "method": {"repeat_per_photo": args.repeat, "warmup_per_photo": args.warmup,
                    "inference": "in-process OpenVINO, CPU, 1 thread, PERFORMANCE_HINT=LATENCY",
