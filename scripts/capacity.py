@@ -42,10 +42,8 @@ MAX_SERVERS = 100_000
 
 def _function_of(name: str) -> str:
     """An endpoint's function folder from its task name ("pose"), its folder or its original name."""
-    for endpoint in catalog.ENDPOINTS:
-        if name in (endpoint.task, endpoint.function, endpoint.compat_function):
-            return endpoint.function
-    return name
+    endpoint = catalog.by_name(name)
+    return endpoint.function if endpoint else name
 
 
 class CapacityError(ValueError):
@@ -158,11 +156,11 @@ def plan_endpoint(endpoint: str, rps: float, figures: Mapping, p95_target_ms: fl
     note = ""
     if slack < 0:
         note = f"p95 {p95_target_ms:g} ms is below the service time alone ({floor * 1000:.0f} ms): sized for throughput"
-    budget = max(slack, 0.0) / 2
-    ovms_cores = servers_needed(rps, s_o, a.utilisation, budget if slack >= 0 else math.inf, a.quantile)
+    budget = slack / 2 if slack >= 0 else math.inf  # waiting time each side may add
+    ovms_cores = servers_needed(rps, s_o, a.utilisation, budget, a.quantile)
     replicas = math.ceil(ovms_cores / a.ovms_cores_per_replica) if rps > 0 else 0
     cores = replicas * a.ovms_cores_per_replica  # the cores actually deployed
-    fn_vcpus = servers_needed(rps, app_mean, a.utilisation, budget if slack >= 0 else math.inf, a.quantile)
+    fn_vcpus = servers_needed(rps, app_mean, a.utilisation, budget, a.quantile)
     by_cpu = math.ceil(fn_vcpus / a.fn_vcpus - 1e-9) if rps > 0 else 0
     vcpus = by_cpu * a.fn_vcpus
     wq_o = wait_quantile(cores, rps, s_o, a.quantile) if rps > 0 else 0.0

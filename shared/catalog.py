@@ -118,6 +118,11 @@ def by_task(task: str) -> Endpoint:
     return endpoint
 
 
+def by_name(name: str) -> Optional[Endpoint]:
+    """The endpoint called ``name`` by its task, its function folder or its original OVaaS name."""
+    return _find(task=name, function=name, compat_function=name)
+
+
 def by_prefix(prefix: str) -> Optional[Endpoint]:
     """The endpoint with settings prefix ``prefix``, or None."""
     return _find(prefix=prefix.upper())
