@@ -77,14 +77,10 @@ def _walk(folder: Path) -> List[Path]:
     link, file or folder: it is refused, not skipped, so a model is never uploaded incomplete."""
     files: List[Path] = []
     links: List[str] = []
-    for root, dirs, names in os.walk(folder, followlinks=False):
+    for root, dirs, names in os.walk(folder):  # does not descend into linked folders
         here = Path(root)
-        for name in dirs + names:
-            if (here / name).is_symlink():
-                links.append(str((here / name).relative_to(folder)))
-        dirs[:] = [d for d in dirs if not (here / d).is_symlink()]
-        files += [here / n for n in names
-                  if not n.startswith(".") and not (here / n).is_symlink() and (here / n).is_file()]
+        links += [str((here / n).relative_to(folder)) for n in dirs + names if (here / n).is_symlink()]
+        files += [here / n for n in names if not n.startswith(".") and (here / n).is_file()]
     if links:
         raise UploadError(f"refusing to upload {folder}: it holds symbolic links ({', '.join(sorted(links))}); "
                           "copy the files in, or name them with --xml_file_path/--bin_file_path/"
@@ -252,11 +248,11 @@ def upload_model(connection_string: str, model_name: str, *, files: Sequence[Pat
     ``u8_input``: upload its IR with u8 image inputs (``scripts.tooling.modelprep``)."""
     plan = plan_model_upload(model_name, files=files, folder=folder, version=version,
                              extra_files=extra_files)
+    if not u8_input:
+        return upload_files(connection_string, plan, container=container, timeout=timeout, progress=progress)
     with tempfile.TemporaryDirectory(prefix="ovaas-u8-") as tmp:
-        if u8_input:
-            plan = with_u8_inputs(plan, Path(tmp))
-        return upload_files(connection_string, plan, container=container, timeout=timeout,
-                            progress=progress)
+        return upload_files(connection_string, with_u8_inputs(plan, Path(tmp)), container=container,
+                            timeout=timeout, progress=progress)
 
 
 def default_connection_string() -> str:
