@@ -157,15 +157,21 @@ def exif_orientation(exif: Optional[bytes]) -> int:
 
 def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
     """Rotate/flip pixels as EXIF orientation 1..8 says, so they display upright (flips are views,
-    rotations new arrays)."""
+    rotations new arrays from OpenCV)."""
     if orientation == 2:
         return pixels[:, ::-1]
     if orientation == 3:
         return pixels[::-1, ::-1]
     if orientation == 4:
         return pixels[::-1]
-    if orientation in (5, 6, 7, 8):
-        return _orient(pixels, orientation)
+    if orientation == 5:
+        return cv2.transpose(pixels)
+    if orientation == 6:
+        return cv2.rotate(pixels, cv2.ROTATE_90_CLOCKWISE)
+    if orientation == 7:
+        return cv2.flip(cv2.transpose(pixels), -1)
+    if orientation == 8:
+        return cv2.rotate(pixels, cv2.ROTATE_90_COUNTERCLOCKWISE)
     return pixels
 
 
@@ -227,30 +233,13 @@ def _upright(shape: Tuple[int, int], orientation: int,
     rows = max(1, _BAND_BYTES // (width * 4))
     for y0 in range(0, height, rows):
         y1 = min(height, y0 + rows)
-        block = _orient(band(y0, y1), orientation)
+        block = apply_orientation(band(y0, y1), orientation)
         lo, hi = (height - y1, height - y0) if orientation in (3, 4, 6, 7) else (y0, y1)
         if orientation in (5, 6, 7, 8):
             out[:, lo:hi] = block
         else:
             out[lo:hi] = block
     return out
-
-
-def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
-    """``apply_orientation`` with OpenCV's flips and rotations (contiguous results)."""
-    if orientation == 1:
-        return pixels
-    if orientation in (2, 3, 4):
-        return cv2.flip(pixels, {2: 1, 3: -1, 4: 0}[orientation])
-    if orientation == 5:
-        return cv2.transpose(pixels)
-    if orientation == 6:
-        return cv2.rotate(pixels, cv2.ROTATE_90_CLOCKWISE)
-    if orientation == 7:
-        return cv2.flip(cv2.transpose(pixels), -1)
-    if orientation == 8:
-        return cv2.rotate(pixels, cv2.ROTATE_90_COUNTERCLOCKWISE)
-    return pixels
 
 
 def _band_converter(img: Image.Image) -> Callable[[Image.Image], np.ndarray]:
