@@ -51,7 +51,7 @@ def parse_request(req: func.HttpRequest, max_body_bytes: int) -> Tuple[bytes, Di
         options.update(data)
         return decode_image_field(image, max_body_bytes), options
     if ctype in _FORM_TYPES:
-        return _parse_form(req, options, max_body_bytes)
+        return _parse_form(req, body, ctype, options, max_body_bytes)
     if ctype.startswith("image/") or ctype in _RAW_TYPES or not ctype:
         if not body:
             raise MissingImage("the request body is empty; send an image")
@@ -73,17 +73,17 @@ def _parse_json(body: bytes) -> Dict[str, Any]:
     return data
 
 
-def _form_fields(req: func.HttpRequest, body: bytes) -> int:
+def _form_fields(req: func.HttpRequest, body: bytes, ctype: str) -> int:
     """How many fields a form body holds, at most (a byte count: no parsing)."""
-    if media_type(req) == "application/x-www-form-urlencoded":
+    if ctype == "application/x-www-form-urlencoded":
         return body.count(b"&") + 1
     boundary = parse_options_header(req.headers.get("Content-Type") or "")[1].get("boundary", "")
     return body.count(b"--" + boundary.encode("latin-1", "replace")) if boundary else 0
 
 
-def _parse_form(req: func.HttpRequest, options: Dict[str, Any],
+def _parse_form(req: func.HttpRequest, body: bytes, ctype: str, options: Dict[str, Any],
                 max_body_bytes: int) -> Tuple[bytes, Dict[str, Any]]:
-    fields = _form_fields(req, req.get_body() or b"")
+    fields = _form_fields(req, body, ctype)
     if fields > MAX_FORM_FIELDS:
         raise PayloadTooLarge(f"the form has more than {MAX_FORM_FIELDS} fields")
     try:
