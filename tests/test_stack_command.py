@@ -144,8 +144,7 @@ def test_the_output_says_which_host_mode_runs(stack):
     from emulators.functions_host import worker
 
     _, ports, _, log = stack
-    expected = "worker" if worker.worker_python(ROOT) or worker.unavailable_reason() is None \
-        else "in-house"
+    expected = "worker" if worker.worker_interpreter(ROOT) else "in-house"
     assert f"[stack] functions host mode: {expected} (" in log.read_text(errors="replace")
     status, _, body = _send(HttpRequest("status", "GET",
                                         f"http://localhost:{ports['--http-port']}/admin/host/status",

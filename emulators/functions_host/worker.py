@@ -236,6 +236,12 @@ class WorkerInvoker(Invoker):
             pool.shutdown(wait=False, cancel_futures=True)
 
 
+def worker_interpreter(project_root: Path) -> Optional[Path]:
+    """The interpreter to run the worker-backed host: this one when it can, else
+    :func:`worker_python` (None when there is none)."""
+    return Path(sys.executable) if unavailable_reason() is None else worker_python(project_root)
+
+
 def worker_python(project_root: Path) -> Optional[Path]:
     """The interpreter that runs the worker-backed host from outside it: ``$OVAAS_WORKER_PYTHON``,
     else the ``.venv313`` that scripts/bootstrap.sh built (only once its install completed)."""

@@ -173,13 +173,12 @@ def host_python(requested: str = "auto") -> Tuple[str, str, str]:
     """(interpreter, mode, why) for the local functions host."""
     from emulators.functions_host import worker  # noqa: PLC0415
 
-    here = worker.unavailable_reason()
-    python = sys.executable if here is None else worker.worker_python(PROJECT_ROOT)
+    python = worker.worker_interpreter(PROJECT_ROOT)
     if requested == "in-house":
         return sys.executable, "in-house", "asked for with --host-mode in-house"
     if python is not None:
         return (str(python), "worker", f"Microsoft's Python worker {worker.DISTRIBUTION} on "
-                f"Python 3.13, {'this interpreter' if here is None else python}")
+                f"Python 3.13, {'this interpreter' if str(python) == sys.executable else python}")
     if requested == "worker":
         raise StackError("--host-mode worker: no Python 3.13 environment; bootstrap builds "
                          ".venv313 where it finds a Python 3.13")
