@@ -8,6 +8,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY="${PYTHON:-python3}"
+# pip install into the environment of interpreter $1, quietly (the offline index's "Location is
+# ignored" warnings are dropped; a failed install shows in the import check after it)
+pip_install() { "$1" -m pip install --quiet "${@:2}" 2>&1 | grep -v "^WARNING: Location" || true; }
 if [ ! -x .venv/bin/python ]; then
   echo "[bootstrap] creating .venv with $($PY --version)"
   "$PY" -m venv .venv
@@ -16,8 +19,8 @@ stamp=.venv/.requirements.sha256
 want="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[bootstrap] installing Python requirements"
-  .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -m pip install --quiet -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
+  pip_install .venv/bin/python --upgrade pip
+  pip_install .venv/bin/python -r requirements-dev.txt
   .venv/bin/python -c "import openvino, tritonclient.grpc, ovmsclient, azure.functions, cv2" \
     || { echo "[bootstrap] Python requirements did not install" >&2; exit 1; }
   echo "$want" > "$stamp"
@@ -29,9 +32,8 @@ cwant="$(sha256sum requirements-checkov.txt | cut -d' ' -f1)"
 if [ ! -f "$cstamp" ] || [ "$(cat "$cstamp")" != "$cwant" ]; then
   echo "[bootstrap] installing checkov into .venv/checkov"
   [ -x .venv/checkov/bin/python ] || "$PY" -m venv .venv/checkov
-  .venv/checkov/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/checkov/bin/python -m pip install --quiet -r requirements-checkov.txt 2>&1 \
-    | grep -v "^WARNING: Location" || true
+  pip_install .venv/checkov/bin/python --upgrade pip
+  pip_install .venv/checkov/bin/python -r requirements-checkov.txt
   .venv/checkov/bin/checkov --version >/dev/null \
     || { echo "[bootstrap] checkov did not install" >&2; exit 1; }
   echo "$cwant" > "$cstamp"
@@ -66,8 +68,8 @@ if PY313="$(bash scripts/find_python313.sh)"; then
   if [ ! -f "$stamp313" ] || [ "$(cat "$stamp313")" != "$want313" ]; then
     rm -f "$stamp313"
     echo "[bootstrap] installing Python requirements into .venv313 (requirements-worker.txt)"
-    .venv313/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-    .venv313/bin/python -m pip install --quiet -r requirements-worker.txt 2>&1 | grep -v "^WARNING: Location" || true
+    pip_install .venv313/bin/python --upgrade pip
+    pip_install .venv313/bin/python -r requirements-worker.txt
     if .venv313/bin/python -c "import azure_functions_runtime_v1, azure.functions, aiohttp, grpc, google.protobuf, openvino, cv2"; then
       echo "$want313" > "$stamp313"
     else
