@@ -123,6 +123,8 @@ def _picture(task: Any, pixels: Any, result: Any, options: Any, answer: Answer, 
 
 def _log_request(invocation_id: str, function_name: str, model: str, status: int,
                  timings: Timings, total_ms: float) -> None:
+    if not request_log.isEnabledFor(logging.INFO):  # the record is built only when it is written
+        return
     record = {"invocation_id": invocation_id, "function": function_name, "model": model,
               "status": status, "ms": {**{k: round(v, 1) for k, v in timings.to_dict().items()
                                           if k != "total"}, "total": round(total_ms, 1)}}
