@@ -27,14 +27,12 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import cv2
 import numpy as np
@@ -42,9 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import machine  # noqa: E402
-from emulators.ovms.launcher import start_server, write_config  # noqa: E402
-from scripts.tooling.azurite import free_port  # noqa: E402
+from bench.common import Process, machine, model_env, start_functions_host, start_model_server  # noqa: E402
 from tests import hostile, modelgen  # noqa: E402
 
 PATH = "/api/HttpTriggerObjectDetection"
@@ -71,29 +67,6 @@ def _reset_peak(pid: int) -> None:
         f.write("5")
 
 
-def start_host(root: Path, env: Dict[str, str], log: Path) -> subprocess.Popen:
-    """The local Functions host of the app in ``root`` (its own emulator), waiting until it answers."""
-    port = free_port()
-    full = dict(os.environ, PYTHONPATH=str(root), PYTHONUNBUFFERED="1", **env)
-    proc = subprocess.Popen([sys.executable, "-m", "emulators.functions_host", "--root", str(root),
-                             "--port", str(port)], cwd=str(root), env=full, stdout=open(log, "wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    proc.port = port  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"host exited: {log.read_text()[-2000:]}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/admin/host/status")
-            conn.getresponse().read()
-            conn.close()
-            return proc
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError("host did not answer")
-
-
 def post(port: int, body: bytes, ctype: str, timeout: float = 300):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -106,8 +79,8 @@ def post(port: int, body: bytes, ctype: str, timeout: float = 300):
         conn.close()
 
 
-def shapes(proc: subprocess.Popen, kinds: List[hostile.Kind], repeat: int) -> None:
-    port = proc.port  # type: ignore[attr-defined]
+def shapes(host: Process, kinds: List[hostile.Kind], repeat: int) -> None:
+    port, proc = host.port, host.proc
     post(port, NORMAL, "image/jpeg")  # warm-up: imports, model metadata
     post(port, hostile.png_rgba_zeros(64), "image/png")
     print(f"\n{'shape':22s} {'body':>8s}  {'answer':28s} {'host peak RSS growth':>21s} "
@@ -118,7 +91,7 @@ def shapes(proc: subprocess.Popen, kinds: List[hostile.Kind], repeat: int) -> No
             base = _status(proc.pid, "VmRSS")
             _reset_peak(proc.pid)
             try:
-                status, data, ms = post(proc.port, body, kind.content_type)  # type: ignore[attr-defined]
+                status, data, ms = post(port, body, kind.content_type)
             except (OSError, http.client.HTTPException) as exc:
                 status, data, ms = -1, str(exc).encode(), float("nan")
             growth = (_status(proc.pid, "VmHWM") - base) / 2 ** 20
@@ -168,24 +141,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     base = work / "detect"
     modelgen.write_version(base, 1, modelgen.ssd_model, [[0, 1, 0.8, 0.5, 0.5, 0.9, 0.9]],
                            input_name="data", hw=(320, 544))
-    cfg = write_config(work / "config.json", [{"name": MODEL, "base_path": str(base)}])
-    server = start_server(["--config_path", str(cfg), "--log_level", "WARNING"], timeout=120)
-    env = {"OBJECTDETECTION_IPADDRESS": "127.0.0.1", "OBJECTDETECTION_PORT": str(server.port),
-           "OBJECTDETECTION_MODEL_NAME": MODEL, "OBJECTDETECTION_MODEL_VERSION": "latest",
-           "OBJECTDETECTION_LABELS_PATH": "", "OVMS_API": "kserve", "OBJECTDETECTION_TIMEOUT_SECONDS": "60"}
+    server = start_model_server({MODEL: base})
     host = None
     try:
-        host = start_host(args.root.resolve(), env, work / "host.log")
+        env = model_env("OBJECTDETECTION", server.port, MODEL,
+                        extra={"OBJECTDETECTION_LABELS_PATH": "", "OBJECTDETECTION_TIMEOUT_SECONDS": "60"})
+        host = start_functions_host(env, timeout=90, root=args.root.resolve())
         print(f"{machine()}; app {args.root.resolve()}; load average {os.getloadavg()[0]:.1f}")
         if not args.no_shapes:
             shapes(host, hostile.kinds(names), args.repeat)
         if not args.no_load:
             kinds = [k for k in hostile.LOAD_KINDS if names is None or k.name in names]
-            load(host.port, kinds + (CONTROLS if args.controls else []), args.load_seconds)  # type: ignore[attr-defined]
+            load(host.port, kinds + (CONTROLS if args.controls else []), args.load_seconds)
     finally:
-        if host is not None and host.poll() is None:
-            os.killpg(host.pid, signal.SIGTERM)
-            host.wait(30)
+        if host is not None:
+            host.stop()
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0

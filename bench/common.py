@@ -36,9 +36,9 @@ PYTHON = sys.executable
 IMAGES = ROOT.parent / "shared" / "images"
 
 
-def _child_env(extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+def _child_env(extra: Optional[Mapping[str, str]] = None, root: Path = ROOT) -> Dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.update(extra or {})
     return env
 
@@ -64,9 +64,9 @@ class Process:
                 self.proc.wait()
 
 
-def _spawn(args: Sequence[str], port: int, env: Mapping[str, str], name: str) -> Process:
+def _spawn(args: Sequence[str], port: int, env: Mapping[str, str], name: str, cwd: Path = ROOT) -> Process:
     log = Path(tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")[1])
-    proc = subprocess.Popen([PYTHON, *args], cwd=ROOT, env=dict(env), stdout=open(log, "wb"),
+    proc = subprocess.Popen([PYTHON, *args], cwd=cwd, env=dict(env), stdout=open(log, "wb"),
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     return Process(proc, port, log)
 
@@ -109,10 +109,12 @@ def start_model_server(models: Mapping[str, Path], port: Optional[int] = None, n
 
 
 def start_functions_host(env: Mapping[str, str], port: Optional[int] = None,
-                         timeout: float = 60.0) -> Process:
-    """Start the local Functions host with ``env`` (settings) and wait until it answers."""
+                         timeout: float = 60.0, root: Path = ROOT) -> Process:
+    """Start the local Functions host of the app in ``root`` (with its own emulator; default: this
+    checkout) with ``env`` (settings) and wait until it answers."""
     port = port or free_port()
-    p = _spawn(["-m", "emulators.functions_host", "--port", str(port)], port, _child_env(env), "host")
+    p = _spawn(["-m", "emulators.functions_host", "--port", str(port)], port, _child_env(env, root), "host",
+               cwd=root)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if p.proc.poll() is not None:
