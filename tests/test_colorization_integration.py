@@ -25,6 +25,7 @@ from tests.fixtures.functions_host import start_functions_host
 from tests.httpclient import request
 from tests.modelgen import colorization_models as gen
 from tests.precision import F32, compile_f32
+from tests.settings import endpoint_env
 from tests.test_colorization import assert_close_colors, cie_l_of_gray, expected_colors
 
 pytestmark = pytest.mark.slow
@@ -75,9 +76,7 @@ def model_server(tmp_path_factory):
 
 
 def settings_env(server, model: str, coeffs: Optional[Path] = None) -> Dict[str, str]:
-    env = {"COLORIZATION_IPADDRESS": "127.0.0.1", "COLORIZATION_PORT": str(server.port),
-           "COLORIZATION_MODEL_NAME": model, "COLORIZATION_MODEL_VERSION": "latest",
-           "OVMS_API": "kserve"}
+    env = endpoint_env("COLORIZATION", server.port, model)
     if coeffs is not None:
         env[col.COEFFICIENTS_SETTING] = str(coeffs)
     return env

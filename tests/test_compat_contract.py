@@ -26,10 +26,10 @@ from shared import catalog, http, serving, tasks
 from shared.errors import (BadModelOutput, InternalError, Misconfigured, ModelNotFound, ModelServerError,
                            ModelTimeout, ModelUnavailable, ModelUnreachable)
 from shared.options import opt_bool
+from tests.frontend_requests import AXIOS_ACCEPT
 from tests.test_http_contract import MemoryAdapter, ProbeTask, multipart, png
 
 ROOT = Path(__file__).resolve().parent.parent
-AXIOS_ACCEPT = "application/json, text/plain, */*"
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,14 @@ import yaml
 
 from emulators.ovms.launcher import start_server, write_config
 from scripts.tooling import cvat
-from scripts.tooling.modelsearch import PROJECT_ROOT, find_model
+from scripts.tooling.modelsearch import PROJECT_ROOT
 from shared import serving
 from tests.frontend_requests import IMAGES
 from tests.httpclient import request
+from tests.realmodels import real_model
+from tests.settings import endpoint_env
+from tests.test_detection_serving import PHOTOS, REAL
 
-REAL = ("person-detection-0200", "person-vehicle-bike-detection-2000", "person-detection-retail-0013")
-PHOTOS = ("people1.jpeg", "people2.jpeg", "people3.jpeg", "people4.jpeg", "baseball.jpg")
 LABELS = PROJECT_ROOT / "models" / "labels"
 SHAPE_KEYS = {"label", "points", "type", "confidence"}
 
@@ -87,19 +88,15 @@ def test_duplicate_labels_are_refused(tmp_path, monkeypatch):
 # ---- real detectors: HTTP route, nuclio handler, detection endpoint ---------------------------
 
 def _env(port: int, model: str) -> Dict[str, str]:
-    return {"OBJECTDETECTION_IPADDRESS": "127.0.0.1", "OBJECTDETECTION_PORT": str(port),
-            "OBJECTDETECTION_MODEL_NAME": model, "OBJECTDETECTION_MODEL_VERSION": "latest",
-            "OVMS_API": "kserve", "OBJECTDETECTION_LABELS_PATH": str(LABELS / f"{model}.txt")}
+    return endpoint_env("OBJECTDETECTION", port, model, OBJECTDETECTION_LABELS_PATH=str(LABELS / f"{model}.txt"))
 
 
 @pytest.fixture(scope="module")
 def detectors(tmp_path_factory, app_host_factory):
     """One model server with the three real detectors; a Functions host per detector."""
-    missing = [n for n in REAL if find_model(n) is None]
-    if missing:
-        pytest.skip(f"real detectors not found: {missing}")
+    bases = {n: real_model(n) for n in REAL}
     root = tmp_path_factory.mktemp("cvat")
-    cfg = write_config(root / "config.json", [{"name": n, "base_path": str(find_model(n))} for n in REAL])
+    cfg = write_config(root / "config.json", [{"name": n, "base_path": str(b)} for n, b in bases.items()])
     server = start_server(["--config_path", str(cfg)], timeout=120, log_path=root / "ovms.log")
     try:
         with ThreadPoolExecutor(len(REAL)) as pool:

@@ -16,6 +16,7 @@ from dockerfile_parse import DockerfileParser
 from scripts.tooling.ovms import PINNED_TAGS
 from scripts.tooling.azurite import connection_string as development_connection_string
 from shared import catalog
+from tests.realmodels import real_model
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -159,10 +160,8 @@ def test_upload_only_puts_models_and_side_files_in_azurite(own_azurite):
     """What the compose "models" service runs, against a real Azurite."""
     azurite = own_azurite
     from azure.storage.blob import BlobServiceClient
-    from scripts.tooling.modelsearch import find_model
-    missing = [e.omz_model for e in catalog.ENDPOINTS if find_model(e.omz_model) is None]
-    if missing:
-        pytest.skip(f"needs_real_models: {', '.join(missing)} not found")
+    for e in catalog.ENDPOINTS:
+        real_model(e.omz_model)
     proc = subprocess.run([sys.executable, "-m", "scripts.tooling.stack", "--upload-only", azurite],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr

@@ -32,6 +32,7 @@ from tests import modelgen
 from tests.fixtures.functions_host import start_functions_host
 from tests.precision import F32, compiled_precision, device_default_precision, served_precision
 from tests.realmodels import real_model
+from tests.settings import endpoint_env
 from tests.httpclient import request
 
 IMAGES = PROJECT_ROOT.parent / "shared" / "images"
@@ -111,9 +112,7 @@ def labels_file(tmp_path_factory) -> Path:
 
 
 def _env(port: int, model: str, labels: Optional[Path] = None) -> Dict[str, str]:
-    return {"OBJECTDETECTION_IPADDRESS": "127.0.0.1", "OBJECTDETECTION_PORT": str(port),
-            "OBJECTDETECTION_MODEL_NAME": model, "OBJECTDETECTION_MODEL_VERSION": "latest",
-            "OVMS_API": "kserve", "OBJECTDETECTION_LABELS_PATH": str(labels) if labels else ""}
+    return endpoint_env("OBJECTDETECTION", port, model, OBJECTDETECTION_LABELS_PATH=str(labels) if labels else "")
 
 
 def _image(h: int = H, w: int = W) -> np.ndarray:
@@ -231,16 +230,17 @@ def _oracle_model(name: str, plugin: Dict[str, str], threshold: float = 0.5):
     return model, compiled_precision(adapter.compiled_model)
 
 
-def _oracle(name: str, images: Dict[str, np.ndarray], threshold: float = 0.5, plugin: Dict[str, str] = F32):
-    """model_api's SSD wrapper in-process: stretch resize ("standard"), BGR, no mean/scale — what
-    these models' documentation prescribes; at f32 unless ``plugin`` says otherwise."""
-    model, _ = _oracle_model(name, plugin, threshold)
-    out = {}
-    for key, img in images.items():
-        r = model(img)
-        out[key] = (np.asarray(r.bboxes, np.float64).reshape(-1, 4), np.asarray(r.scores, np.float64),
-                    np.asarray(r.labels, np.int64))
-    return out
+def _oracle(name: str, images: Dict[str, np.ndarray], threshold: float = 0.5):
+    """model_api's SSD wrapper in-process at f32: stretch resize ("standard"), BGR, no mean/scale —
+    what these models' documentation prescribes."""
+    model, _ = _oracle_model(name, F32, threshold)
+    return {key: _boxes(model(img)) for key, img in images.items()}
+
+
+def _boxes(r) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(boxes, scores, labels) of a model_api detection result."""
+    return (np.asarray(r.bboxes, np.float64).reshape(-1, 4), np.asarray(r.scores, np.float64),
+            np.asarray(r.labels, np.int64))
 
 
 def _compare(ours: List[dict], oracle, threshold: float = 0.5, where: str = "", box_px: float = 1.0,
@@ -322,10 +322,7 @@ def test_real_detectors_at_device_default_precision(server, monkeypatch, name):
         img = cv2.imread(str(IMAGES / photo))
         for variant, pic in (("", img), (" mirrored", np.ascontiguousarray(img[:, ::-1]))):
             ours = task.run(pic, adapter, task.parse_options({}), Timings()).to_dict()["detections"]
-            r = model(pic)
-            oracle = (np.asarray(r.bboxes, np.float64).reshape(-1, 4), np.asarray(r.scores, np.float64),
-                      np.asarray(r.labels, np.int64))
-            _compare(ours, oracle, where=f"{served} ({oracle_precision}) {photo}{variant}",
+            _compare(ours, _boxes(model(pic)), where=f"{served} ({oracle_precision}) {photo}{variant}",
                      box_px=DEFAULT_PRECISION_BOX_PX, score=DEFAULT_PRECISION_SCORE)
             total += len(ours)
     assert total >= 20

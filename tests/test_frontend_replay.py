@@ -26,8 +26,8 @@ from tests.httpclient import request
 pytestmark = pytest.mark.needs_real_models
 
 
-def _post(host, function: str, body: bytes, ctype: str, **extra):
-    return request(host.url(f"/api/{function}"), body, headers={**fe.headers(ctype), **extra})
+def _post(host, function: str, body: bytes, ctype: str):
+    return request(host.url(f"/api/{function}"), body, headers=fe.headers(ctype))
 
 
 def _cors_ok(resp) -> None:

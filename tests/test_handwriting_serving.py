@@ -30,6 +30,7 @@ from tests.fixtures.functions_host import start_functions_host
 from tests.httpclient import request
 from tests.modelgen.handwriting_probe import handwriting_probe_model
 from tests.precision import F32
+from tests.settings import endpoint_env
 
 IMAGES = PROJECT_ROOT.parent / "shared" / "images"
 SINGLE = IMAGES / "handwritten_japanese_test.png"
@@ -77,9 +78,7 @@ def server(tmp_path_factory):
 
 
 def _env(port: int, model: str) -> Dict[str, str]:
-    return {"HANDWRITTEN_IPADDRESS": "127.0.0.1", "HANDWRITTEN_PORT": str(port),
-            "HANDWRITTEN_MODEL_NAME": model, "HANDWRITTEN_MODEL_VERSION": "latest", "OVMS_API": "kserve",
-            "HANDWRITTEN_CHARLIST_PATH": str(_charlist_path())}
+    return endpoint_env("HANDWRITTEN", port, model, HANDWRITTEN_CHARLIST_PATH=str(_charlist_path()))
 
 
 def _run(server, monkeypatch, model: str, image: np.ndarray, options: dict):

@@ -37,11 +37,13 @@ import cv2
 import numpy as np
 import pytest
 
-from emulators.ovms.launcher import free_port, start_server
+from emulators.ovms.launcher import start_server
 from shared import catalog
 from tests.fixtures.functions_host import INVOCATION_ID_HEADER, start_functions_host
 from tests.httpclient import request as http_request
-from tests.test_openapi import (COLOR, DETECT, ENDPOINTS, HAND, POSE, SERVED, four_model_env,
+from tests.frontend_requests import AXIOS_ACCEPT
+from tests.frontend_requests import form as frontend_form
+from tests.test_openapi import (COLOR, DETECT, ENDPOINTS, HAND, POSE, _multipart, broken_env, four_model_env,
                                 generated_repo, make_image, server_config, write_charlist)
 
 pytestmark = pytest.mark.slow
@@ -55,15 +57,6 @@ class Req(NamedTuple):
     path: str
     body: Optional[bytes] = None
     headers: Dict[str, str] = {}
-
-
-def _multipart(fields: Dict[str, str], image: bytes, ctype: str = "image/jpeg",
-               boundary: str = "----ovaasHostModes") -> Tuple[bytes, str]:
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-             for k, v in fields.items()]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
-                 f'filename="photo.jpg"\r\nContent-Type: {ctype}\r\n\r\n'.encode() + image + b"\r\n")
-    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
 def _json(payload: dict) -> Tuple[bytes, Dict[str, str]]:
@@ -84,7 +77,7 @@ def endpoint_cases() -> Dict[str, Req]:
         name = path.rsplit("HttpTrigger", 1)[-1]
         key, value = GOOD_OPTION[path]
         b64 = base64.b64encode(jpeg).decode()
-        form, form_type = _multipart({key: value}, jpeg)
+        form, form_type = _multipart(jpeg, {key: value})
         cases.update({
             f"{name}-raw-jpeg": Req("POST", path, jpeg, {"Content-Type": "image/jpeg"}),
             f"{name}-raw-png-query-option": Req("POST", f"{path}?{key}={value}", png,
@@ -135,8 +128,8 @@ def host_cases() -> Dict[str, Req]:
 def compat_cases() -> Dict[str, Req]:
     """The web frontend's requests on the original routes, and CVAT's on its route."""
     jpeg = make_image()
-    axios = {"Accept": "application/json, text/plain, */*"}
-    form, form_type = _multipart({}, jpeg)
+    axios = {"Accept": AXIOS_ACCEPT}
+    form, form_type = frontend_form(jpeg)  # the web frontend's own multipart request
     cases: Dict[str, Req] = {}
     for e in catalog.ENDPOINTS:
         path = f"/api/{e.compat_function}"
@@ -182,11 +175,7 @@ def pairs(tmp_path_factory):
     models = generated_repo(root / "models")
     charlist = write_charlist(root / "chars.txt")
     server = start_server(["--config_path", str(server_config(root, models))], timeout=120)
-    envs = {"ok": four_model_env(server.port, charlist),
-            "broken": four_model_env(server.port, charlist,
-                                     OBJECTDETECTION_MODEL_NAME="no-such-model",
-                                     HUMANPOSE_PORT=str(free_port()),
-                                     COLORIZATION_MODEL_NAME=SERVED["OBJECTDETECTION"])}
+    envs = {"ok": four_model_env(server.port, charlist), "broken": broken_env(server.port, charlist)}
     plan = [(which, mode) for which in envs for mode in ("in-house", "worker")]
     started: Dict[Tuple[str, str], object] = {}
     try:

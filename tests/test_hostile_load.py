@@ -34,6 +34,8 @@ from PIL import Image
 from emulators.ovms.launcher import write_config
 from tests import hostile, modelgen
 from tests.fixtures.functions_host import running_stack
+from tests.httpclient import request
+from tests.settings import endpoint_env
 from tests.test_openapi import body_validator
 
 PATH = "/api/HttpTriggerObjectDetection"
@@ -53,29 +55,15 @@ def stack(tmp_path_factory):
     cfg = write_config(root / "config.json", [{"name": MODEL, "base_path": str(base)}])
 
     def env(port: int) -> Dict[str, str]:
-        return {"OBJECTDETECTION_IPADDRESS": "127.0.0.1", "OBJECTDETECTION_PORT": str(port),
-                "OBJECTDETECTION_MODEL_NAME": MODEL, "OBJECTDETECTION_MODEL_VERSION": "latest",
-                "OBJECTDETECTION_LABELS_PATH": "", "OVMS_API": "kserve",
-                "OBJECTDETECTION_TIMEOUT_SECONDS": "10"}
+        return endpoint_env("OBJECTDETECTION", port, MODEL, OBJECTDETECTION_LABELS_PATH="",
+                            OBJECTDETECTION_TIMEOUT_SECONDS="10")
     with running_stack(cfg, env, root, timeout=90) as (_, host):
         yield host
 
 
-def _post(port: int, body: bytes, ctype: str):
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    try:
-        conn.request("POST", PATH, body=body, headers={"Content-Type": ctype})
-        r = conn.getresponse()
-        return r.status, r.getheader("Content-Type", ""), r.read()
-    finally:
-        conn.close()
-
-
 @pytest.mark.parametrize("kind", hostile.KINDS, ids=lambda k: k.name)
 def test_each_hostile_file_gets_its_declared_answer(stack, kind):
-    status, ctype, body = _post(stack.port, kind.build(), kind.content_type)
+    status, ctype, body, _ = request(stack.url(PATH), kind.build(), content_type=kind.content_type, timeout=120)
     assert status // 100 == kind.expect, f"{kind.name}: {status} {body[:300]!r}"
     assert ctype.startswith("application/json")
     answer = json.loads(body)

@@ -29,6 +29,7 @@ import pytest
 from emulators.ovms.launcher import write_config
 from tests import modelgen
 from tests.fixtures.functions_host import running_stack
+from tests.settings import endpoint_env
 from tests.test_openapi import body_validator, png_header_claiming
 
 PATH = "/api/HttpTriggerObjectDetection"
@@ -63,10 +64,8 @@ def stack(tmp_path_factory):
     cfg = write_config(root / "config.json", [{"name": MODEL, "base_path": str(base)}])
 
     def env(port: int) -> Dict[str, str]:
-        return {"OBJECTDETECTION_IPADDRESS": "127.0.0.1", "OBJECTDETECTION_PORT": str(port),
-                "OBJECTDETECTION_MODEL_NAME": MODEL, "OBJECTDETECTION_MODEL_VERSION": "latest",
-                "OBJECTDETECTION_LABELS_PATH": "", "OVMS_API": "kserve",
-                "OBJECTDETECTION_TIMEOUT_SECONDS": str(DEADLINE_S), "OVMS_CONNECT_TIMEOUT_SECONDS": "0.5"}
+        return endpoint_env("OBJECTDETECTION", port, MODEL, OBJECTDETECTION_LABELS_PATH="",
+                            OBJECTDETECTION_TIMEOUT_SECONDS=str(DEADLINE_S), OVMS_CONNECT_TIMEOUT_SECONDS="0.5")
     with running_stack(cfg, env, root, timeout=90) as (server, host):
         yield {"server": server, "host": host, "proc": psutil.Process(host.proc.pid)}
 

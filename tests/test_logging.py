@@ -12,7 +12,6 @@ import time
 
 import pytest
 
-from emulators.ovms.launcher import start_server
 from tests.fixtures.functions_host import running_stack
 from tests.test_openapi import (COLOR, DETECT, HAND, POSE, four_model_env, generated_repo, make_image,
                                 request, server_config, write_charlist)
@@ -100,23 +99,20 @@ def test_one_structured_line_per_request_and_no_image_data_or_secrets(host):
 # ---- the invocation id across the app and the model server ------------------------------------------
 
 @pytest.mark.parametrize("api", ["kserve", "tfs"])
-def test_invocation_id_reaches_the_model_server_and_a_failure_is_logged_once(tmp_path, caplog, api):
+def test_invocation_id_reaches_the_model_server_and_a_failure_is_logged_once(tmp_path, caplog, monkeypatch,
+                                                                            model_server, api):
     """The app sends its invocation id as x-request-id: the model server's log names it for the failed
     call, so both logs can be joined; the app logs the failure once, with the id, in the ovaas.* tree."""
     import azure.functions as func
 
     from shared import http, serving
 
-    root = tmp_path / "models"
-    server = start_server(["--config_path", str(server_config(tmp_path, generated_repo(root)))],
-                          timeout=120, log_path=tmp_path / "ovms.log")
+    server = model_server(config=server_config(tmp_path, generated_repo(tmp_path / "models")), timeout=120)
+    env = {"OBJECTDETECTION_IPADDRESS": "127.0.0.1", "OBJECTDETECTION_PORT": str(server.port),
+           "OBJECTDETECTION_MODEL_NAME": "no-such-model", "OVMS_API": api}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
     try:
-        env = {"OBJECTDETECTION_IPADDRESS": "127.0.0.1", "OBJECTDETECTION_PORT": str(server.port),
-               "OBJECTDETECTION_MODEL_NAME": "no-such-model", "OVMS_API": api}
-        mp = pytest.MonkeyPatch()
-        for k, v in env.items():
-            mp.setenv(k, v)
-
         class Ctx:
             invocation_id = f"join-me-{api}-7f3a"
             function_name = "HttpTriggerObjectDetection"
@@ -136,9 +132,7 @@ def test_invocation_id_reaches_the_model_server_and_a_failure_is_logged_once(tmp
             time.sleep(0.05)
         assert re.search(rf"request {Ctx.invocation_id} -> NOT_FOUND", server.log_text()), server.log_text()[-800:]
     finally:
-        mp.undo()
         serving.reset()
-        server.stop()
 
 
 def test_adapter_lines_carry_the_invocation_id(caplog):

@@ -19,6 +19,7 @@ from shared.tasks import get_task
 from shared.timings import Timings
 from tests.precision import F32, compile_f32
 from tests.realmodels import real_model_xml
+from tests.test_openapi import write_charlist
 
 IMAGES = PROJECT_ROOT.parent / "shared" / "images"
 
@@ -69,9 +70,7 @@ def both(tmp_path_factory):
 def test_endpoints_answer_identically_from_a_u8_model(both, task, tmp_path, monkeypatch):
     """The endpoint feeds whole levels, the adapter sends what the model declares: same answer."""
     if task == "handwriting":
-        chars = tmp_path / "chars.txt"
-        chars.write_text("\n".join(chr(0x4E00 + i) for i in range(4441)), encoding="utf-8")
-        monkeypatch.setenv("HANDWRITTEN_CHARLIST_PATH", str(chars))
+        monkeypatch.setenv("HANDWRITTEN_CHARLIST_PATH", str(write_charlist(tmp_path / "chars.txt")))
     endpoint = catalog.by_task(task)
     answers = {}
     for variant in ("f32", "u8"):

@@ -26,7 +26,9 @@ from emulators.ovms.launcher import free_port, start_server, write_config
 from shared import catalog
 from tests import modelgen
 from tests.fixtures.functions_host import start_functions_host
+from tests.frontend_requests import AXIOS_ACCEPT
 from tests.precision import F32
+from tests.settings import endpoint_env
 from tests.httpclient import request as http_request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,13 +137,20 @@ def write_charlist(path: Path, n: int = 4441) -> Path:
     return path
 
 
+def broken_env(port: int, charlist: Path) -> Dict[str, str]:
+    """``four_model_env`` with settings that fail each way: detection names a model the server does
+    not have (503), pose points at a port nothing listens on (503), colorization is given the
+    detector (502: wrong model for the task)."""
+    return four_model_env(port, charlist, OBJECTDETECTION_MODEL_NAME="no-such-model",
+                          HUMANPOSE_PORT=str(free_port()), COLORIZATION_MODEL_NAME=SERVED["OBJECTDETECTION"])
+
+
 def four_model_env(port: int, charlist: Path, **extra: str) -> Dict[str, str]:
     """Settings pointing all four endpoints at the model server on ``port``."""
     env = {"OVMS_API": "kserve", "HANDWRITTEN_CHARLIST_PATH": str(charlist),
            "OBJECTDETECTION_LABELS_PATH": "", "COLORIZATION_COEFFICIENTS_PATH": ""}
     for prefix, name in SERVED.items():
-        env.update({f"{prefix}_IPADDRESS": "127.0.0.1", f"{prefix}_PORT": str(port),
-                    f"{prefix}_MODEL_NAME": name, f"{prefix}_MODEL_VERSION": "latest"})
+        env.update(endpoint_env(prefix, port, name))
     env.update(extra)
     return env
 
@@ -179,14 +188,12 @@ def stack(tmp_path_factory, host_mode):
     models = generated_repo(root / "models")
     charlist = write_charlist(root / "chars.txt")
     server = start_server(["--config_path", str(server_config(root, models))], timeout=120)
-    nothing = free_port()
-    broken_env = four_model_env(server.port, charlist, OBJECTDETECTION_MODEL_NAME="no-such-model",
-                                HUMANPOSE_PORT=str(nothing), COLORIZATION_MODEL_NAME=SERVED["OBJECTDETECTION"])
+    broken = broken_env(server.port, charlist)
     started = []
     try:
         with ThreadPoolExecutor(2) as pool:
             futures = [pool.submit(start_functions_host, env=env, log_dir=root, timeout=90,
-                                   mode=host_mode) for env in (four_model_env(server.port, charlist), broken_env)]
+                                   mode=host_mode) for env in (four_model_env(server.port, charlist), broken)]
             for f in futures:
                 if f.exception() is None:
                     started.append(f.result())
@@ -376,9 +383,8 @@ def test_server_error_answers_validate(stack, path, status, code):
 
 # ---- the original OVaaS routes and CVAT's --------------------------------------------------------
 
-ORIGINAL = {POSE: "/api/humanpose", HAND: "/api/handwritten", COLOR: "/api/colorization",
-            DETECT: "/api/objectdetection"}
-AXIOS = {"Accept": "application/json, text/plain, */*"}
+ORIGINAL = {f"/api/{e.function}": f"/api/{e.compat_function}" for e in catalog.ENDPOINTS}
+AXIOS = {"Accept": AXIOS_ACCEPT}
 
 
 @pytest.mark.parametrize("own", ENDPOINTS)

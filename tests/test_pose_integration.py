@@ -30,6 +30,7 @@ from tests.modelgen.pose_reference import reference_decode
 from tests.modelgen.pose_synth import draw, person
 from tests.precision import F32, compile_f32, compiled_precision, served_precision
 from tests.realmodels import real_model
+from tests.settings import endpoint_env
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +56,7 @@ def stack(tmp_path_factory):
 
 
 def settings_env(port: int, model: str) -> Dict[str, str]:
-    return {"HUMANPOSE_IPADDRESS": "127.0.0.1", "HUMANPOSE_PORT": str(port),
-            "HUMANPOSE_MODEL_NAME": model, "HUMANPOSE_MODEL_VERSION": "latest", "OVMS_API": "kserve"}
+    return endpoint_env("HUMANPOSE", port, model)
 
 
 def post(url: str, body: bytes, content_type: str = "image/jpeg",
