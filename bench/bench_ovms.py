@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -161,11 +162,12 @@ def main() -> int:
         for name, call in calls.items():
             for _ in range(3):
                 call()
-        order = list(calls)
-        for i in range(args.iters):
-            # rotated each round: a gRPC call right after the in-process one finds the server idle
-            # (slower), so every path takes each place in turn
-            for name in order[i % len(order):] + order[:i % len(order)]:
+        order, rng = list(calls), random.Random(0)
+        for _ in range(args.iters):
+            # shuffled each round: a gRPC call right after the in-process one finds the server idle
+            # (slower), so no path may always follow it
+            rng.shuffle(order)
+            for name in order:
                 t = time.perf_counter()
                 calls[name]()
                 lat[name].append(time.perf_counter() - t)
