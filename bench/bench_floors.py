@@ -32,7 +32,7 @@ import tempfile
 import time
 from concurrent import futures
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import grpc
 
@@ -124,12 +124,6 @@ def write_app(root: Path) -> None:
     (root / FUNCTION / "__init__.py").write_text(FUNCTION_PY)
 
 
-def _ms(fn: Callable[[], object]) -> float:
-    t = time.perf_counter()
-    fn()
-    return (time.perf_counter() - t) * 1000.0
-
-
 def measure(ep: Endpoint, xml: Path, host_port: int, answer_bytes: int,
             iters: int) -> Tuple[int, int, Dict[str, List[float]]]:
     """(input bytes, output bytes, ms samples of the unavoidable work, gRPC floor, host floor, the gRPC
@@ -152,7 +146,7 @@ def measure(ep: Endpoint, xml: Path, host_port: int, answer_bytes: int,
 
         def grpc_floor() -> float:
             work()  # untimed: the round trip follows decode + resize + inference, as in the real path
-            return _ms(lambda: stub(payload))
+            return common.elapsed_ms(lambda: stub(payload))
 
         def host_floor() -> float:
             t = time.perf_counter()
@@ -164,30 +158,19 @@ def measure(ep: Endpoint, xml: Path, host_port: int, answer_bytes: int,
 
         def grpc_back_to_back() -> float:
             stub(payload)  # untimed: the server is awake, as in a model-server-only benchmark loop
-            return _ms(lambda: stub(payload))
+            return common.elapsed_ms(lambda: stub(payload))
 
         # The host call alternates with the unavoidable work only, as bench/run_all.py alternates
         # its HTTP calls (the host idles as long between calls); the gRPC calls in a second loop.
-        samples = alternate({"unavoidable": lambda: _ms(timed_work), "host": host_floor}, iters)
+        samples = common.interleaved_samples({"unavoidable": lambda: common.elapsed_ms(timed_work),
+                                              "host": host_floor}, iters)
         samples["inference"] = parts["inference"][-iters:]
-        samples.update(alternate({"grpc": grpc_floor, "grpc_b2b": grpc_back_to_back}, iters))
+        samples.update(common.interleaved_samples({"grpc": grpc_floor, "grpc_b2b": grpc_back_to_back}, iters))
     finally:
         client.close()
         channel.close()
         server.stop()
     return in_bytes, out_bytes, samples
-
-
-def alternate(fns: Dict[str, Callable[[], float]], n: int, warmup: int = 3) -> Dict[str, List[float]]:
-    """Like common.interleaved_ms, for functions that return their own sample (ms)."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    out: Dict[str, List[float]] = {k: [] for k in fns}
-    for _ in range(n):
-        for k, fn in fns.items():
-            out[k].append(fn())
-    return out
 
 
 def row(label: str, in_bytes: int, out_bytes: int, answer_bytes: int, samples: Dict[str, List[float]]) -> List[str]:

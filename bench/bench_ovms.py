@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import precision_line  # noqa: E402
+from bench.common import interleaved_ms, precision_line  # noqa: E402
 from emulators.ovms.launcher import start_server  # noqa: E402
 from scripts.tooling.modelsearch import find_model, model_xml  # noqa: E402
 from shared.serving.grpc_common import ManagedChannel  # noqa: E402
@@ -63,17 +63,6 @@ def run_concurrent(make_call, clients: int, seconds: float) -> float:
     for t in threads:
         t.join()
     return sum(counts) / (time.monotonic() - t0)
-
-
-def median_latency(call, iters: int) -> float:
-    for _ in range(3):
-        call()
-    times = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> int:
@@ -156,21 +145,11 @@ def main() -> int:
 
         paths = {"in-process OpenVINO": local_call, "KServe (the app's adapter)": app_call,
                  "KServe (tritonclient)": triton_call, "TFS (ovmsclient)": ovms_call}
-        # latency: one call of each path in turn, so all paths see the same background load
-        calls = {name: make() for name, make in paths.items()}
-        lat = {name: [] for name in paths}
-        for name, call in calls.items():
-            for _ in range(3):
-                call()
-        order, rng = list(calls), random.Random(0)
-        for _ in range(args.iters):
-            # shuffled each round: a gRPC call right after the in-process one finds the server idle
-            # (slower), so no path may always follow it
-            rng.shuffle(order)
-            for name in order:
-                t = time.perf_counter()
-                calls[name]()
-                lat[name].append(time.perf_counter() - t)
+        # latency: one call of each path in turn, so all paths see the same background load,
+        # shuffled each round (seeded): a gRPC call right after the in-process one finds the server
+        # idle (slower), so no path may always follow it
+        lat = interleaved_ms({name: make() for name, make in paths.items()}, args.iters,
+                             rng=random.Random(0))
         # throughput: short alternating windows
         tput = {name: [] for name in paths}
         for r in range(args.rounds):
@@ -190,7 +169,7 @@ def main() -> int:
         lr, tr = lat / base_lat, tput / base_tput
         if name != "in-process OpenVINO":
             ok &= lr <= 1.15 and tr >= 0.85
-        print(f"{name:26s} {lat * 1000:18.2f} {lr:10.3f} {tput:16.2f} {tr:11.3f}")
+        print(f"{name:26s} {lat:18.2f} {lr:10.3f} {tput:16.2f} {tr:11.3f}")
     print(f"\ngoals (latency ratio <= 1.15, throughput ratio >= 0.85): {'MET' if ok else 'MISSED'}")
     return 0
 

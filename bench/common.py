@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import platform
+import random
 import signal
 import statistics
 import subprocess
@@ -181,30 +182,42 @@ class KeepAliveClient:
         self.conn.close()
 
 
+def elapsed_ms(fn: Callable[[], object]) -> float:
+    """Wall-clock milliseconds of one call of ``fn``."""
+    t = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t) * 1000.0
+
+
 def time_ms(fn: Callable[[], object], n: int, warmup: int = 3) -> List[float]:
     """Wall-clock milliseconds of ``n`` calls of ``fn`` after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1000.0)
-    return out
+    return [elapsed_ms(fn) for _ in range(n)]
 
 
-def interleaved_ms(fns: Mapping[str, Callable[[], object]], n: int, warmup: int = 3) -> Dict[str, List[float]]:
-    """Time several functions in alternation (fairer on a busy machine than back to back)."""
+def interleaved_samples(fns: Mapping[str, Callable[[], float]], n: int, warmup: int = 3,
+                        rng: Optional[random.Random] = None) -> Dict[str, List[float]]:
+    """Call several functions in alternation, ``n`` rounds after ``warmup`` rounds, each returning
+    its own sample (ms); with ``rng`` the order is shuffled each round, so no function always
+    follows the same one (a call right after another may find a server idle or busy)."""
+    order = list(fns)
     for _ in range(warmup):
-        for fn in fns.values():
-            fn()
+        for k in order:
+            fns[k]()
     out: Dict[str, List[float]] = {k: [] for k in fns}
     for _ in range(n):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            out[k].append((time.perf_counter() - t) * 1000.0)
+        if rng is not None:
+            rng.shuffle(order)
+        for k in order:
+            out[k].append(fns[k]())
     return out
+
+
+def interleaved_ms(fns: Mapping[str, Callable[[], object]], n: int, warmup: int = 3,
+                   rng: Optional[random.Random] = None) -> Dict[str, List[float]]:
+    """Time several functions in alternation (fairer on a busy machine than back to back)."""
+    return interleaved_samples({k: (lambda fn=fn: elapsed_ms(fn)) for k, fn in fns.items()}, n, warmup, rng)
 
 
 def median(xs: Sequence[float]) -> float:
