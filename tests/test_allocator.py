@@ -1,6 +1,12 @@
 """shared/allocator.py: with the tuning, each request's megabyte buffers are reused instead of
 page-faulted in afresh. Measured on the path that suffered: a KServe call of a 2 MB tensor through
-gRPC (server and client in a fresh interpreter, tests/probes/kserve_page_faults.py)."""
+gRPC (server and client in a fresh interpreter, tests/probes/kserve_page_faults.py).
+
+Page faults per call are counts, not times, but glibc left alone adapts its mmap threshold as it
+sees fit (here ~1,400 to ~1,540 per call; ~130 was seen elsewhere), so the saving against plain
+glibc is a figure for bench/bench_allocator.py. The test compares the tuned call with a control
+whose every large block is mapped afresh (the thresholds pinned, so glibc cannot adapt), and
+with the size of one fresh 2 MB buffer."""
 from __future__ import annotations
 
 import json
@@ -11,20 +17,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = ROOT / "tests" / "probes" / "kserve_page_faults.py"
 
+#: page faults of one 2 MB buffer mapped afresh: 2 MiB / 4 KiB pages
+FRESH_2MB = 512
+#: the tuned call's ceiling. Measured with two busy loops on the 2 cores (Intel Xeon, 20 fresh
+#: interpreters): 14 to 87 per call; the control 6,114 to 6,460. 300 is 3.4x the worst tuned
+#: figure and well under one fresh 2 MB buffer per call, let alone the tensor's several copies.
+TUNED_MAX = 300
 
-def _faults_per_call(tune: bool) -> float:
-    out = subprocess.run([sys.executable, str(PROBE), "1" if tune else "0"], capture_output=True, text=True,
+
+def faults_per_call(mode: str) -> float:
+    out = subprocess.run([sys.executable, str(PROBE), mode], capture_output=True, text=True,
                          check=True, timeout=120)
     answer = json.loads(out.stdout.strip().splitlines()[-1])
-    assert answer["tuned"] is tune
+    assert answer["mode"] == mode and answer["tuned"] is (mode == "tuned")
     return answer["faults_per_call"]
 
 
 def test_megabyte_buffers_are_reused_instead_of_faulted_in_again():
-    plain = max(_faults_per_call(False) for _ in range(2))  # glibc alone: ~130 to ~1,500 per call
-    tuned = _faults_per_call(True)  # measured 28 to 45 per call
-    assert tuned < 300, tuned  # a 2 MB call no longer maps fresh pages for its buffers (512 pages per MB)
-    assert tuned * 2 < plain, (plain, tuned)
+    fresh = faults_per_call("fresh")  # the control: the probe sees buffers mapped afresh
+    tuned = faults_per_call("tuned")
+    assert fresh > 2 * FRESH_2MB, fresh  # at least the request and its copy, mapped on every call
+    assert tuned < TUNED_MAX < FRESH_2MB, (tuned, fresh)  # no 2 MB buffer mapped afresh per call
 
 
 def test_tuning_is_idempotent_and_harmless_where_unsupported(monkeypatch):

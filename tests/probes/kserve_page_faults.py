@@ -1,10 +1,18 @@
-"""Probe run by tests/test_allocator.py in a fresh interpreter: page faults per KServe call of a
-2 MB tensor through a gRPC server and client in this process, with or without shared.allocator's
-tuning (argv[1] = 1 / 0). Prints one JSON line."""
+"""Probe run by tests/test_allocator.py and bench/bench_allocator.py in a fresh interpreter: page
+faults per KServe call of a 2 MB tensor through a gRPC server and client in this process. argv[1]:
+``tuned`` (shared.allocator's tuning), ``plain`` (glibc as it comes: its dynamic mmap threshold
+adapts in ways that differ between machines and glibc versions) or ``fresh`` (the control: glibc's
+mmap and trim thresholds pinned at their 128 KiB defaults, which also stops the threshold from
+adapting, so every large block is mapped afresh and given back on free). Prints one JSON line."""
 import json, resource, sys
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
 from shared import allocator
-tuned = allocator.keep_large_buffers() if sys.argv[1] == "1" else False
+mode = sys.argv[1]
+tuned = allocator.keep_large_buffers() if mode == "tuned" else False
+if mode == "fresh":  # mallopt(M_MMAP_THRESHOLD / M_TRIM_THRESHOLD, 128 KiB); 1 = accepted
+    import ctypes
+    _mallopt = ctypes.CDLL("libc.so.6").mallopt
+    assert _mallopt(allocator.M_MMAP_THRESHOLD, 128 << 10) == 1 and _mallopt(allocator.M_TRIM_THRESHOLD, 128 << 10) == 1
 from concurrent import futures
 import grpc, numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
@@ -28,5 +36,5 @@ def call():  # what the app's adapter does: a fresh request with the tensor's by
 for _ in range(10): call()
 f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(50): call()
-print(json.dumps({"tuned": tuned, "faults_per_call": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 50}))
+print(json.dumps({"mode": mode, "tuned": tuned, "faults_per_call": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 50}))
 srv.stop(0)
