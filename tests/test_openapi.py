@@ -56,8 +56,22 @@ def _escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
+#: the answer to a method a path does not list (described once, in info.description)
+NOT_ALLOWED_POINTER = "/components/responses/MethodNotAllowed"
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def listed_methods(path: str) -> Tuple[str, ...]:
+    """The methods ``path`` lists as operations (lower-case)."""
+    return tuple(m for m in spec()["paths"][path] if m in HTTP_METHODS)
+
+
 def _response_pointer(path: str, method: str, status: int) -> str:
-    """JSON pointer of the response object (following a ``$ref`` to components/responses)."""
+    """JSON pointer of the response object (following a ``$ref`` to components/responses). A
+    method the path does not list has one documented answer, 405 MethodNotAllowed."""
+    if method.lower() not in listed_methods(path):
+        assert status == 405, f"openapi.yaml: {method.upper()} {path} is not listed, so it must answer 405"
+        return NOT_ALLOWED_POINTER
     responses = spec()["paths"][path][method.lower()]["responses"]
     key = str(status)
     assert key in responses, f"openapi.yaml: {method.upper()} {path} does not declare status {status}"
@@ -72,6 +86,24 @@ def _resolve(pointer: str) -> Any:
     for token in pointer.strip("/").split("/"):
         node = node[token.replace("~1", "/").replace("~0", "~")]
     return node
+
+
+def resolve(node: Any) -> Any:
+    """``node``, or what its ``$ref`` (into this document) points at."""
+    while isinstance(node, dict) and "$ref" in node:
+        node = _resolve(node["$ref"][1:])
+    return node
+
+
+def error_codes() -> Dict[str, Tuple[str, ...]]:
+    """The error codes each ``Error*`` schema declares, by schema name."""
+    schemas = spec()["components"]["schemas"]
+    out = {}
+    for name, schema in schemas.items():
+        if name.startswith("Error") and not name.endswith("Detail") and "error" in schema.get("properties", {}):
+            code = resolve(schema["properties"]["error"])["properties"]["code"]
+            out[name] = tuple(code.get("enum", [code.get("const")]))
+    return out
 
 
 def response_content_types(path: str, method: str, status: int) -> Tuple[str, ...]:
@@ -228,17 +260,13 @@ def test_spec_documents_every_function_and_status():
         routes.add("/api/" + binding.get("route", fj.parent.name))
     assert routes == set(spec()["paths"]), "openapi.yaml paths differ from the functions' routes"
     for path in ENDPOINTS:
+        assert listed_methods(path) == ("post",), path
         post = spec()["paths"][path]["post"]
         assert {"200", "400", "413", "415", "500", "502", "503", "504"} <= set(post["responses"])
-        assert set(post["requestBody"]["content"]) == {"application/json", "multipart/form-data", "image/*",
-                                                       "application/octet-stream"}
+        assert set(resolve(post["requestBody"])["content"]) == {"application/json", "multipart/form-data",
+                                                                "application/octet-stream"}
         assert set(response_content_types(path, "post", 200)) == {"application/json", "image/jpeg", "image/png"}
-        assert "405" in spec()["paths"][path]["get"]["responses"]
-    declared = set()
-    for name, schema in spec()["components"]["schemas"].items():
-        if name.startswith("Error") and "allOf" in schema:
-            code = schema["allOf"][1]["properties"]["error"]["properties"]["code"]
-            declared |= set(code.get("enum", [code.get("const")]))
+    declared = {code for codes in error_codes().values() for code in codes}
     raised = {cls.code for cls in vars(errors).values()
               if isinstance(cls, type) and issubclass(cls, errors.OvaasError) and cls.status not in (404, 406)}
     assert raised <= declared, f"error codes missing from openapi.yaml: {raised - declared}"
@@ -253,11 +281,11 @@ def test_spec_options_match_the_tasks():
     tasks = {POSE: "pose", HAND: "handwriting", COLOR: "colorization", DETECT: "detection"}
     for path, name in tasks.items():
         task = get_task(name)
-        params = {p["name"]: p for p in spec()["paths"][path]["post"]["parameters"] if "name" in p}
-        options = {k for k in params if k not in ("render", "format", "Accept")}
+        params = {p["name"]: p for p in map(resolve, spec()["paths"][path]["post"]["parameters"])}
+        options = {k for k in params if k not in ("render", "format")}
         assert options, path
         for opt in options:
-            schema = _resolve(params[opt]["schema"]["$ref"][1:])
+            schema = resolve(params[opt]["schema"])
             if "default" in schema:
                 task.parse_options({opt: schema["default"]})
             if "maximum" in schema:
@@ -268,6 +296,47 @@ def test_spec_options_match_the_tasks():
                     task.parse_options({opt: value})
                 with pytest.raises(InvalidOption):
                     task.parse_options({opt: "not-a-choice"})
+
+
+def test_every_reference_names_a_whole_component():
+    """Generators resolve a ``$ref`` to a component, not into one (``.../properties/x``)."""
+    import re
+
+    whole = re.compile(r"^#/components/(schemas|parameters|requestBodies|responses|headers)/[A-Za-z0-9_]+$")
+
+    def refs(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                yield node["$ref"]
+            for value in node.values():
+                yield from refs(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from refs(value)
+
+    found = list(refs(spec()))
+    assert found and [r for r in found if not whole.match(r)] == []
+    for ref in found:
+        _resolve(ref[1:])  # KeyError when it names no component
+
+
+def test_query_options_and_body_fields_share_one_schema():
+    """Every operation's query parameters come from components/parameters, and each has the very
+    schema (one ``$ref``) of the same-named field of its JSON and form bodies: one place per option."""
+    for path, item in spec()["paths"].items():
+        for method, op in item.items():
+            refs = [p["$ref"] for p in op.get("parameters", [])]
+            assert all(r.startswith("#/components/parameters/") for r in refs), (path, refs)
+            if "requestBody" not in op:
+                continue
+            for media, content in resolve(op["requestBody"])["content"].items():
+                schema = resolve(content["schema"])
+                fields: Dict[str, Any] = dict(schema.get("properties", {}))
+                for part in schema.get("allOf", []):
+                    fields.update(resolve(part).get("properties", {}))
+                for param in map(resolve, op.get("parameters", [])):
+                    if media != "application/octet-stream":
+                        assert fields[param["name"]] == param["schema"], (path, media, param["name"])
 
 
 def test_validator_rejects_a_drifted_answer():

@@ -12,13 +12,18 @@ from schemathesis.specs.openapi import checks as oas_checks
 from tests.test_openapi import SPEC_PATH, stack  # noqa: F401  (the module-scoped local stack)
 
 schema = schemathesis.openapi.from_path(str(SPEC_PATH)).include(
-    operation_id=["objectDetection", "humanPose", "objectDetectionNotAllowed", "health", "healthNotAllowed",
-                  "objectDetectionOriginal", "cvatDetector"])
+    operation_id=["objectDetection", "humanPose", "health", "objectDetectionOriginal", "cvatDetector"])
 
 # Random bytes that satisfy a schema ("a string") are rarely a decodable image; the API rejects them
 # with a documented 4xx, which is right, so "schema-valid data must be accepted" does not apply.
+# An OPTIONS request never reaches the app (no function.json binds it): the local host refuses it
+# itself with an Allow naming the methods the function binds, GET, PUT, PATCH and DELETE included,
+# which the function answers 405 and the description therefore does not list (the real host answers
+# 404 there). The app's own 405s and their Allow are checked route by route in
+# test_openapi_client.py::test_every_served_route_has_one_operation_per_accepted_method.
 EXCLUDED = [c for c in (getattr(oas_checks, "positive_data_acceptance", None),
-                        getattr(oas_checks, "missing_required_header", None)) if c is not None]
+                        getattr(oas_checks, "missing_required_header", None),
+                        getattr(oas_checks, "allow_header_conformance", None)) if c is not None]
 
 
 @pytest.fixture(scope="module")
