@@ -21,7 +21,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[bootstrap] installing Python requirements"
   pip_install .venv/bin/python --upgrade pip
   pip_install .venv/bin/python -r requirements-dev.txt
-  .venv/bin/python -c "import openvino, tritonclient.grpc, ovmsclient, azure.functions, cv2" \
+  .venv/bin/python -c "import openvino, tritonclient.grpc, ovmsclient, azure.functions, cv2, openapi_python_client" \
     || { echo "[bootstrap] Python requirements did not install" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
