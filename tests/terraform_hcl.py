@@ -40,3 +40,36 @@ def named_blocks(tf: Dict[str, List[Any]], block: str) -> Dict[str, dict]:
 def locals_(tf: Dict[str, List[Any]]) -> Dict[str, Any]:
     """Every ``locals`` value, by name."""
     return {unquote(k): v for b in tf.get("locals", []) for k, v in b.items() if not k.startswith("__")}
+
+
+def _is_block(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) and v.get("__is_block__")
+                                                          for v in value)
+
+
+def undocumented(body: dict, documented, meta: frozenset, where: str) -> List[str]:
+    """Arguments and nested blocks of a parsed block that ``documented`` (a tests.terraform_docs.Block)
+    does not list, as ``where.name`` paths; ``dynamic "x"`` blocks are checked as block ``x``."""
+    out: List[str] = []
+    for key, value in body.items():
+        if key.startswith("__") or key in meta:
+            continue
+        if key == "dynamic":
+            for dyn in value:
+                for name, spec in dyn.items():
+                    name = unquote(name)
+                    if name not in documented.arguments or name not in documented.blocks:
+                        out.append(f"{where}.{name}")
+                        continue
+                    for content in spec.get("content", []):
+                        out += undocumented(content, documented.blocks[name], frozenset(), f"{where}.{name}")
+            continue
+        if key not in documented.arguments:
+            out.append(f"{where}.{key}")
+        elif _is_block(value):
+            if key not in documented.blocks:
+                out.append(f"{where}.{key} (a block with no documented arguments here)")
+                continue
+            for item in value:
+                out += undocumented(item, documented.blocks[key], frozenset(), f"{where}.{key}")
+    return out

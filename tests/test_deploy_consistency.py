@@ -17,7 +17,7 @@ from tests.terraform_hcl import load, locals_, named_blocks, resources, unquote
 
 ROOT = Path(__file__).resolve().parent.parent
 # Python worker throughput settings: read by the Functions host, not by shared/.
-HOST_SETTINGS = {"FUNCTIONS_WORKER_PROCESS_COUNT", "PYTHON_THREADPOOL_THREAD_COUNT"}
+HOST_SETTINGS = {"PYTHON_THREADPOOL_THREAD_COUNT"}
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_iac_values_match_the_app_and_the_manifests(tf, app_settings):
         assert unquote(app_settings[f"{p}_OVMS_API"]) == "kserve"
         assert app_settings[f"{p}_PORT"] == "${tostring(var.ovms_port)}"
         assert app_settings[f"{p}_MODEL_NAME"] == f'${{var.model_names["{p}"]}}'
-        assert app_settings[f"{p}_IPADDRESS"] == f'${{var.ovms_hosts["{p}"]}}'
+        assert app_settings[f"{p}_IPADDRESS"] == f'${{lookup(var.ovms_hosts, "{p}", "")}}'
         assert app_settings[f"{p}_TIMEOUT_SECONDS"] == f'${{tostring(var.model_timeout_seconds["{p}"])}}'
     # The defaults equal the app's own (shared/config.py), so a plain apply changes no behaviour.
     defaults = app_config.limits(env={})

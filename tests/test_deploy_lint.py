@@ -145,5 +145,5 @@ def test_terraform_has_what_the_issue_asks_for():
     assert unquote(app["identity"][0]["type"]) == "SystemAssigned"
     assert "*" not in str(site["cors"][0]["allowed_origins"]) and site["cors"][0]["support_credentials"] is False
     variables = named_blocks(tf, "variable")
-    for name in ("worker_process_count", "python_threadpool_thread_count", "frontend_origins"):
+    for name in ("http_concurrency", "maximum_instance_count", "frontend_origins"):
         assert len(variables[name]["description"]) > 40, f"{name} needs its reason"

@@ -1,4 +1,11 @@
 locals {
+  # The Function App's VNet-integration subnet, from its ID
+  # (/subscriptions/<s>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<name>).
+  integration_subnet = var.vnet_integration_subnet_id == null ? [] : [split("/", var.vnet_integration_subnet_id)]
+  # What the OVMS NetworkPolicy admits (k8s_params_env); 192.0.2.0/32 (TEST-NET-1) admits nothing
+  # when the app has no VNet integration and so cannot reach a private load balancer anyway.
+  function_subnet_cidr = length(data.azurerm_subnet.integration) > 0 ? data.azurerm_subnet.integration[0].address_prefixes[0] : "192.0.2.0/32"
+
   # Storage account names: 3-24 lower-case letters/digits, globally unique.
   storage_account_name = "${var.name_prefix}ovaas${substr(md5(var.resource_group_name), 0, 6)}"
 
@@ -21,38 +28,48 @@ locals {
     COLORIZATION_COEFFICIENTS_PATH  = "az://${azurerm_storage_container.models.name}/${var.model_names["COLORIZATION"]}/colorization-v2.npy"
     OBJECTDETECTION_LABELS_PATH     = var.objectdetection_labels_path
 
-    HUMANPOSE_IPADDRESS       = var.ovms_hosts["HUMANPOSE"]
+    HUMANPOSE_IPADDRESS       = lookup(var.ovms_hosts, "HUMANPOSE", "")
     HUMANPOSE_PORT            = tostring(var.ovms_port)
     HUMANPOSE_MODEL_NAME      = var.model_names["HUMANPOSE"]
     HUMANPOSE_MODEL_VERSION   = var.model_version
     HUMANPOSE_OVMS_API        = "kserve"
     HUMANPOSE_TIMEOUT_SECONDS = tostring(var.model_timeout_seconds["HUMANPOSE"])
 
-    HANDWRITTEN_IPADDRESS       = var.ovms_hosts["HANDWRITTEN"]
+    HANDWRITTEN_IPADDRESS       = lookup(var.ovms_hosts, "HANDWRITTEN", "")
     HANDWRITTEN_PORT            = tostring(var.ovms_port)
     HANDWRITTEN_MODEL_NAME      = var.model_names["HANDWRITTEN"]
     HANDWRITTEN_MODEL_VERSION   = var.model_version
     HANDWRITTEN_OVMS_API        = "kserve"
     HANDWRITTEN_TIMEOUT_SECONDS = tostring(var.model_timeout_seconds["HANDWRITTEN"])
 
-    COLORIZATION_IPADDRESS       = var.ovms_hosts["COLORIZATION"]
+    COLORIZATION_IPADDRESS       = lookup(var.ovms_hosts, "COLORIZATION", "")
     COLORIZATION_PORT            = tostring(var.ovms_port)
     COLORIZATION_MODEL_NAME      = var.model_names["COLORIZATION"]
     COLORIZATION_MODEL_VERSION   = var.model_version
     COLORIZATION_OVMS_API        = "kserve"
     COLORIZATION_TIMEOUT_SECONDS = tostring(var.model_timeout_seconds["COLORIZATION"])
 
-    OBJECTDETECTION_IPADDRESS       = var.ovms_hosts["OBJECTDETECTION"]
+    OBJECTDETECTION_IPADDRESS       = lookup(var.ovms_hosts, "OBJECTDETECTION", "")
     OBJECTDETECTION_PORT            = tostring(var.ovms_port)
     OBJECTDETECTION_MODEL_NAME      = var.model_names["OBJECTDETECTION"]
     OBJECTDETECTION_MODEL_VERSION   = var.model_version
     OBJECTDETECTION_OVMS_API        = "kserve"
     OBJECTDETECTION_TIMEOUT_SECONDS = tostring(var.model_timeout_seconds["OBJECTDETECTION"])
 
-    # Python worker throughput (variables.tf says why these values).
-    FUNCTIONS_WORKER_PROCESS_COUNT = tostring(var.worker_process_count)
-    PYTHON_THREADPOOL_THREAD_COUNT = tostring(var.python_threadpool_thread_count)
+    # One worker thread per request the platform may send to an instance (http_concurrency): the
+    # handlers are synchronous, so each request in flight holds one thread of the instance's one
+    # Python worker process. Fewer threads would queue admitted requests inside the worker, where
+    # the platform's scaling cannot see them; more would never be used. (FUNCTIONS_WORKER_PROCESS_COUNT
+    # is not valid on Flex Consumption, tests/flex_settings.py.)
+    PYTHON_THREADPOOL_THREAD_COUNT = tostring(var.http_concurrency)
   }
+}
+
+data "azurerm_subnet" "integration" {
+  count                = length(local.integration_subnet)
+  resource_group_name  = local.integration_subnet[0][4]
+  virtual_network_name = local.integration_subnet[0][8]
+  name                 = local.integration_subnet[0][10]
 }
 
 resource "azurerm_resource_group" "main" {
@@ -158,6 +175,10 @@ resource "azurerm_function_app_flex_consumption" "main" {
 
   instance_memory_in_mb  = var.instance_memory_mb
   maximum_instance_count = var.maximum_instance_count
+  # Requests the platform sends to one instance before it adds another (Flex's per-instance HTTP
+  # concurrency), set here rather than with `az functionapp scale config set`, which Terraform
+  # would then fight on the next apply.
+  http_concurrency = var.http_concurrency
 
   dynamic "always_ready" {
     for_each = var.always_ready_instances > 0 ? [1] : []
@@ -188,4 +209,13 @@ resource "azurerm_function_app_flex_consumption" "main" {
 
   app_settings = local.app_settings
   tags         = var.tags
+
+  lifecycle {
+    precondition {
+      # Flex Consumption's regional quota: 512,000 MB of instance memory per subscription and region,
+      # shared by every Flex app there (Microsoft's Flex Consumption plan docs).
+      condition     = var.maximum_instance_count * var.instance_memory_mb <= 512000
+      error_message = "maximum_instance_count x instance_memory_mb exceeds the region's Flex Consumption quota (512,000 MB per subscription and region)."
+    }
+  }
 }

@@ -9,17 +9,32 @@ output "function_app_url" {
 }
 
 output "storage_account_name" {
-  description = "Holds container ovms (models + side files): upload with scripts/UploadModelFilesToAzureStorage.py."
+  description = "Holds container ovms (models + side files)."
   value       = azurerm_storage_account.main.name
 }
 
-output "models_blob_url" {
-  description = "KServe storageUri base: <models_blob_url>/<model-name> (deploy/k8s/kserve)."
-  value       = "${azurerm_storage_account.main.primary_blob_endpoint}${azurerm_storage_container.models.name}"
+output "storage_connection_string" {
+  description = "For the upload (python -m scripts.tooling.stack --upload-only); keep it secret."
+  value       = azurerm_storage_account.main.primary_connection_string
+  sensitive   = true
 }
 
-output "storage_connection_string" {
-  description = "For OVMS (az://) and the upload script; keep it secret."
-  value       = azurerm_storage_account.main.primary_connection_string
+output "k8s_params_env" {
+  description = "deploy/k8s/<kserve|plain>/params.env: the values kustomize fills into the manifests."
+  value = join("", [
+    "STORAGE_BLOB_HOST=${azurerm_storage_account.main.primary_blob_host}\n",
+    "FUNCTION_SUBNET_CIDR=${local.function_subnet_cidr}\n",
+  ])
+}
+
+output "plain_storage_env" {
+  description = "deploy/k8s/plain/storage.env: OVMS reads az:// paths with this connection string."
+  value       = "AZURE_STORAGE_CONNECTION_STRING=${azurerm_storage_account.main.primary_connection_string}\n"
+  sensitive   = true
+}
+
+output "kserve_storage_env" {
+  description = "deploy/k8s/kserve/storage.env: KServe's storage initializer reads the account key."
+  value       = "AZURE_STORAGE_ACCESS_KEY=${azurerm_storage_account.main.primary_access_key}\n"
   sensitive   = true
 }

@@ -1,3 +1,9 @@
+variable "subscription_id" {
+  description = "Azure subscription to deploy into (azurerm 4.x needs one); null = the ARM_SUBSCRIPTION_ID environment variable."
+  type        = string
+  default     = null
+}
+
 variable "resource_group_name" {
   description = "Resource group that holds everything (created)."
   type        = string
@@ -30,13 +36,15 @@ variable "ovms_hosts" {
   description = <<-EOT
     Model-server gRPC address per endpoint settings prefix (HUMANPOSE, HANDWRITTEN, COLORIZATION,
     OBJECTDETECTION): the private IP or DNS name of the OVMS Service reachable from the Function App's
-    virtual network (see deploy/k8s and README "Deploying at scale").
+    virtual network. Empty on the first apply, before OVMS runs (the endpoints answer 503 until it is
+    set); then the load balancers' IPs (README "Deploying at scale" reads them with kubectl).
   EOT
   type        = map(string)
+  default     = {}
   validation {
-    condition = alltrue([for p in ["HUMANPOSE", "HANDWRITTEN", "COLORIZATION", "OBJECTDETECTION"] :
+    condition = length(var.ovms_hosts) == 0 || alltrue([for p in ["HUMANPOSE", "HANDWRITTEN", "COLORIZATION", "OBJECTDETECTION"] :
     contains(keys(var.ovms_hosts), p)])
-    error_message = "ovms_hosts needs HUMANPOSE, HANDWRITTEN, COLORIZATION and OBJECTDETECTION."
+    error_message = "ovms_hosts is empty or names HUMANPOSE, HANDWRITTEN, COLORIZATION and OBJECTDETECTION."
   }
 }
 
@@ -129,22 +137,50 @@ variable "handwritten_font_path" {
 }
 
 variable "instance_memory_mb" {
-  description = "Flex Consumption instance size: 2048 (about 1 vCPU) or 4096 (about 2 vCPU)."
+  description = <<-EOT
+    Flex Consumption instance size: 2048 (about 1 vCPU, the default) or 4096 (about 2 vCPU); Microsoft's
+    docs also list 512, which the service has been reported to refuse (azure-rest-api-specs issue 40898)
+    and which leaves little room for a Python worker holding OpenCV, numpy and the gRPC client.
+  EOT
   type        = number
   default     = 2048
   validation {
-    condition     = contains([2048, 4096], var.instance_memory_mb)
-    error_message = "instance_memory_mb must be 2048 or 4096."
+    condition     = contains([512, 2048, 4096], var.instance_memory_mb)
+    error_message = "instance_memory_mb must be 512, 2048 or 4096."
   }
 }
 
 variable "maximum_instance_count" {
-  description = "Scale-out ceiling of the Function App (Flex Consumption: 40..1000). Size it with python -m scripts.capacity."
+  description = <<-EOT
+    Scale-out ceiling of the Function App. Size it with python -m scripts.capacity. Flex Consumption
+    takes 1..1000 where Microsoft has enabled maxima below 40 (a preview in some regions; elsewhere
+    the lowest is 40), and azurerm takes 1..1000 from the release of its PR 31392 (40..1000 before,
+    so an older lock file refuses a value below 40 at plan time). The region's Flex quota caps
+    maximum_instance_count x instance_memory_mb at 512,000 MB per subscription, shared by every Flex
+    app there (checked at plan time for this app alone).
+  EOT
   type        = number
   default     = 100
   validation {
-    condition     = var.maximum_instance_count >= 40 && var.maximum_instance_count <= 1000
-    error_message = "Flex Consumption allows 40..1000 instances."
+    condition     = var.maximum_instance_count >= 1 && var.maximum_instance_count <= 1000
+    error_message = "Flex Consumption allows 1..1000 instances."
+  }
+}
+
+variable "http_concurrency" {
+  description = <<-EOT
+    Flex Consumption's per-instance HTTP concurrency: requests sent to one instance before the
+    platform adds another; PYTHON_THREADPOOL_THREAD_COUNT follows it (main.tf says why). The handlers
+    are synchronous and CPU-bound between model-server calls, so about 1 + (inference time / app CPU
+    time) requests keep one vCPU busy: with bench/capacity.json that is 2-3 for pose and detection,
+    about 9 for colorization and more for multi-line handwriting; 4 for a mixed load on a 2048 MB
+    instance (about 1 vCPU), 8 on 4096 MB. scripts/capacity.py plans with the same figure.
+  EOT
+  type        = number
+  default     = 4
+  validation {
+    condition     = var.http_concurrency >= 1 && var.http_concurrency <= 1000
+    error_message = "http_concurrency: 1..1000 (the provider's range)."
   }
 }
 
@@ -154,40 +190,8 @@ variable "always_ready_instances" {
   default     = 0
 }
 
-variable "worker_process_count" {
-  description = <<-EOT
-    FUNCTIONS_WORKER_PROCESS_COUNT. The app's own work (decode, pre/post-processing, encode) is
-    CPU-bound numpy/OpenCV/Pillow code, so more Python processes than vCPUs only adds memory (each
-    worker holds OpenCV, numpy and the gRPC client, roughly 150-200 MB). 1 for 2048 MB (about 1 vCPU),
-    2 for 4096 MB (about 2 vCPU).
-  EOT
-  type        = number
-  default     = 1
-  validation {
-    condition     = var.worker_process_count >= 1 && var.worker_process_count <= 10
-    error_message = "worker_process_count: 1..10."
-  }
-}
-
-variable "python_threadpool_thread_count" {
-  description = <<-EOT
-    PYTHON_THREADPOOL_THREAD_COUNT. The handlers are synchronous, so each concurrent request holds one
-    thread; most of its wall time is spent waiting on the model server (gRPC releases the GIL), while
-    OpenCV/numpy release it for the heavy parts. About 1 + (inference time / app CPU time) threads
-    keep one vCPU busy; with bench/capacity.json that is 2-3 for pose and detection, about 9 for
-    colorization and more for multi-line handwriting: 4 for a mixed load. Match the HTTP
-    per-instance concurrency (README "Scaling").
-  EOT
-  type        = number
-  default     = 4
-  validation {
-    condition     = var.python_threadpool_thread_count >= 1 && var.python_threadpool_thread_count <= 32
-    error_message = "python_threadpool_thread_count: 1..32."
-  }
-}
-
 variable "vnet_integration_subnet_id" {
-  description = "Subnet (delegated to Microsoft.App/environments) for outbound calls to OVMS on a private network; null = none."
+  description = "Subnet (delegated to Microsoft.App/environments) for outbound calls to OVMS on a private network; null = none. Its address range is what the OVMS NetworkPolicy admits (output k8s_params_env)."
   type        = string
   default     = null
 }
