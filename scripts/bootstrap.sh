@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Install everything the project needs for development and tests into the project itself:
 # a Python virtual environment in .venv (requirements-dev.txt) and Node tools in node_modules
-# (Azurite), and, where a Python 3.13 exists, a second environment in .venv313
-# (requirements-worker.txt) for the worker-backed local Functions host. Idempotent: re-running only
-# installs what changed.
+# (Azurite; openapi-typescript and tsc for the generated-client test), and, where a Python 3.13
+# exists, a second environment in .venv313 (requirements-worker.txt) for the worker-backed local
+# Functions host. Idempotent: re-running only installs what changed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -83,8 +83,9 @@ else
 fi
 
 if command -v npm >/dev/null 2>&1; then
-  if [ ! -x node_modules/.bin/azurite ] || [ package.json -nt node_modules/.package-lock.json ]; then
-    echo "[bootstrap] installing Node tools (azurite)"
+  if [ ! -x node_modules/.bin/azurite ] || [ ! -x node_modules/.bin/openapi-typescript ] \
+     || [ package.json -nt node_modules/.package-lock.json ]; then
+    echo "[bootstrap] installing Node tools (azurite; openapi-typescript, openapi-fetch, typescript)"
     npm install --no-audit --no-fund --loglevel=error >/dev/null
   fi
 else

@@ -8,6 +8,10 @@ generator printed, the operations it generated (method and route of each) and it
     client.api("human_pose").sync_detailed(client=client.connect(url), body=...)
     client.model("PoseAnswer")            # a generated model class
 
+The web team's counterpart (``typescript_client``): openapi-typescript's types for openapi.yaml
+(node_modules, package.json) and tests/typescript/ovaas_calls.mts, which calls the API with
+openapi-fetch, type-checked by tsc and run by node.
+
 Also the routes the app serves with the methods each binds (``function_routes``), from the
 function folders, which is where the Functions host reads them.
 """
@@ -17,6 +21,7 @@ import importlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -26,6 +31,8 @@ from typing import Any, Dict, List, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = "openapi_python_client"
+NODE_BIN = ROOT / "node_modules" / ".bin"
+TS_CALLS = Path(__file__).resolve().parent / "typescript" / "ovaas_calls.mts"
 #: what openapi-python-client prints for an operation it drops
 SKIPPED_MARK = "will not be generated"
 #: what it prints when anything at all was left out or could not be read
@@ -100,6 +107,34 @@ def generate_python_client(spec: Path, out: Path, name: str = "ovaas_client") ->
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"openapi-python-client failed ({proc.returncode}):\n{output}"
     return GeneratedClient(out, name, output)
+
+
+def _run(args: List[str], cwd: Path) -> str:
+    proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{Path(str(args[0])).name} failed ({proc.returncode}):\n{output}"
+    return output
+
+
+def typescript_client(spec: Path, out: Path) -> Tuple[str, Path]:
+    """openapi-typescript's ``ovaas.d.ts`` for ``spec`` in ``out``, and ovaas_calls.mts compiled
+    against it by ``tsc --strict`` (a type error fails): (the generator's output, the .mjs to run)."""
+    missing = [t for t in ("openapi-typescript", "tsc") if not (NODE_BIN / t).exists()]
+    assert not missing, f"{missing} missing from node_modules: run `bash scripts/bootstrap.sh`"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "node_modules").symlink_to(ROOT / "node_modules", target_is_directory=True)
+    shutil.copy(TS_CALLS, out / TS_CALLS.name)
+    generated = _run([NODE_BIN / "openapi-typescript", Path(spec).resolve(), "-o", out / "ovaas.d.ts"], out)
+    _run([NODE_BIN / "tsc", "--strict", "--target", "es2022", "--module", "nodenext", "--moduleResolution",
+          "nodenext", "--types", "node", "--skipLibCheck", "--outDir", out / "js", out / TS_CALLS.name], out)
+    return generated, out / "js" / TS_CALLS.with_suffix(".mjs").name
+
+
+def run_typescript_calls(script: Path, base_url: str, image: Path) -> Dict[str, Any]:
+    """What the compiled ovaas_calls answered (its one line of JSON)."""
+    node = shutil.which("node")
+    assert node, "node is not on PATH (Node.js 18+ is a prerequisite: README)"
+    return json.loads(_run([node, script, base_url.rstrip("/"), image], script.parent).strip().splitlines()[-1])
 
 
 def snake_case(operation_id: str) -> str:

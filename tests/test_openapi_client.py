@@ -1,4 +1,4 @@
-"""A client generated from openapi.yaml calls every operation of the local stack.
+"""Clients generated from openapi.yaml call every operation of the local stack.
 
 openapi-python-client (the version pinned in requirements-dev.txt) generates a typed client once
 for this module, as the README tells API users to; the tests import it and call each operation
@@ -6,7 +6,8 @@ through its generated functions against the model server (generated models) and 
 Functions host: the answers come back as the generator's typed models, errors included. The
 generator must accept the whole description (nothing skipped, no warning), and every route the app
 serves must have exactly one generated operation per method it accepts (the methods it refuses
-answer the one documented 405).
+answer the one documented 405). The web team's TypeScript client (openapi-typescript's types,
+openapi-fetch) is type-checked and called too.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import io
 import json
 import sys
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any, Dict, Iterator, Set, Tuple
 
 import pytest
@@ -24,7 +24,8 @@ from emulators.ovms.launcher import start_server
 from shared import catalog
 from tests.fixtures.functions_host import start_functions_host
 from tests.httpclient import request as http_request
-from tests.openapi_client import GeneratedClient, function_routes, generate_python_client, snake_case
+from tests.openapi_client import (GeneratedClient, function_routes, generate_python_client, run_typescript_calls,
+                                  snake_case, typescript_client)
 from tests.test_openapi import (HAND_CHARS, SPEC_PATH, body_validator, check_answer, four_model_env,
                                 generated_repo, listed_methods, make_image, server_config, spec,
                                 write_charlist)
@@ -253,3 +254,24 @@ def test_error_model_parses_415(generated, api):
         client=api, body=generated.model("CvatRequest")(image=base64.b64encode(b"hello").decode()))
     assert cvat.status_code == HTTPStatus.UNSUPPORTED_MEDIA_TYPE
     assert isinstance(cvat.parsed, generated.model("Error415"))
+
+
+# ---- the web team's client: openapi-typescript's types, openapi-fetch ---------------------------
+
+def test_typescript_client(host, tmp_path):
+    """openapi-typescript (node_modules, package.json) turns the description into types without a
+    warning; a web client using them with openapi-fetch type-checks under ``tsc --strict`` and its
+    calls answer what the types say: JSON (base64 and raw JPEG), a picture, a 400, health."""
+    generated, script = typescript_client(SPEC_PATH, tmp_path / "ts")
+    assert "openapi-typescript" in generated and not any(w in generated.lower() for w in ("warn", "⚠", "error"))
+    image = tmp_path / "a.jpg"
+    image.write_bytes(make_image())
+    out = run_typescript_calls(script, host.url("/"), image)
+    assert out["poseJson"] == {"status": 200, "people": out["poseJson"]["people"], "width": 160,
+                               "model": catalog.by_task("pose").model_name}
+    assert isinstance(out["poseJson"]["people"], int)
+    assert out["poseRaw"] == {"status": 200, "height": 120}
+    assert out["detectionRaw"] == {"status": 200, "labelIds": [1, 2]}
+    assert out["picture"] == {"status": 200, "type": "image/png", "magic": "PNG"}
+    assert out["error400"] == {"status": 400, "code": "invalid_base64"}
+    assert out["health"] == {"status": 200, "state": "ok", "models": sorted(e.function for e in catalog.ENDPOINTS)}
