@@ -7,6 +7,8 @@ import json
 import re
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,8 @@ from dockerfile_parse import DockerfileParser
 from scripts.tooling.ovms import PINNED_TAGS
 from scripts.tooling.azurite import connection_string as development_connection_string
 from shared import catalog
+from tests import image_tree
+from tests.fixtures.functions_host import start_functions_host
 from tests.realmodels import real_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,18 +51,51 @@ def test_dockerfile_base_image_is_the_functions_python_image_pinned():
 
 def test_dockerfile_copies_exactly_the_app():
     instructions = dockerfile().structure
-    copies = [i["value"].split() for i in instructions if i["instruction"] in ("COPY", "ADD")]
     assert all(i["instruction"] == "COPY" for i in instructions if i["instruction"] in ("COPY", "ADD"))
-    sources = [src for args in copies for src in args[:-1] if not src.startswith("--")]
+    sources = [src for srcs, _ in image_tree.copies() for src in srcs]
     for src in sources:
         assert (ROOT / src).exists(), f"COPY {src}: not in the build context (the repository root)"
-    functions = sorted(p.name for p in ROOT.glob("HttpTrigger*") if (p / "function.json").is_file())
-    assert functions and set(functions) <= set(sources), "every function folder is in the image"
+    # the image holds the function folders `func azure functionapp publish` ships (.funcignore)
+    published = image_tree.published_functions()
+    assert {"humanpose", "CvatDetector", "HttpTriggerHealth"} <= set(published)
+    assert set(published) <= set(sources), sorted(set(published) - set(sources))
     assert {"host.json", "shared", "requirements.txt"} <= set(sources)
     for dev_only in ("tests", "emulators", "bench", "scripts", "models", "local.settings.json", "."):
         assert dev_only not in sources
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {"local.settings.json", "tests", ".venv", "models"} <= set(ignored)
+
+
+def _catalog_routes(routes):
+    """Every route the catalog names (/api/<function> and the frontend's /api/<compat_function>),
+    plus the other HTTP functions the publish package declares (CVAT's, health)."""
+    wanted = {e.function for e in catalog.ENDPOINTS} | {e.compat_function for e in catalog.ENDPOINTS}
+    return sorted(wanted | set(routes.values()))
+
+
+@pytest.mark.slow
+def test_every_catalog_route_answers_from_the_images_file_tree(tmp_path):
+    """The tree the Dockerfile's COPY lines build, served by the local Functions host: every route of
+    the catalog and of the publish package answers (no 404), and an unknown one does not."""
+    wwwroot = image_tree.assemble(tmp_path / "image")
+    published = image_tree.http_routes(ROOT)  # the repository = what `func publish` ships (minus .funcignore)
+    assert set(published) == set(image_tree.published_functions())
+    host = start_functions_host(wwwroot, env={"FUNCTIONS_WORKER_RUNTIME": "python"}, log_dir=tmp_path,
+                                mode="in-house")
+    try:
+        served = {}
+        for route in _catalog_routes(published) + ["NoSuchFunction"]:
+            req = urllib.request.Request(host.url(f"/api/{route}"), method="GET")
+            try:
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    served[route] = r.status
+            except urllib.error.HTTPError as err:
+                served[route] = err.code
+    finally:
+        host.stop()
+    assert served.pop("NoSuchFunction") == 404, "the control: an unknown route is a 404"
+    missing = sorted(r for r, status in served.items() if status == 404)
+    assert not missing, f"routes the image does not serve: {missing}"
 
 
 def test_publish_package_leaves_deploy_files_out():
