@@ -1,6 +1,7 @@
 """shared.resources: side files from local paths and az://, cached; failures fast and remembered."""
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -15,6 +16,24 @@ def _clean():
     resources.clear_cache()
     yield
     resources.clear_cache()
+
+
+@pytest.fixture
+def storage_reads(monkeypatch):
+    """The locations read from their source (local file or storage) from now on, in order."""
+    reads = []
+    read = resources._read_uncached
+
+    def counted(location, setting, timeout_s):
+        reads.append(location)
+        return read(location, setting, timeout_s)
+    monkeypatch.setattr(resources, "_read_uncached", counted)
+    return reads
+
+
+def _failure_logged(caplog, exc_name: str) -> bool:
+    """The app logged a failed side-file read with ``exc_name`` as its cause."""
+    return any(r.name == "ovaas.resources" and f"failed: {exc_name} " in r.getMessage() for r in caplog.records)
 
 
 def test_local_file_is_read_once(tmp_path):
@@ -45,19 +64,23 @@ def test_az_location_from_azurite(azurite, monkeypatch):
         resources.read_bytes("az://side/dir/missing.txt", "S")
 
 
-def test_unreachable_storage_fails_fast_and_is_remembered(monkeypatch):
+def test_unreachable_storage_fails_fast_and_is_remembered(monkeypatch, caplog, storage_reads):
+    caplog.set_level(logging.INFO, logger="ovaas.resources")
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", connection_string("127.0.0.1", free_port()))
     t = time.monotonic()
     with pytest.raises(ModelUnavailable):
         resources.read_bytes("az://ovms/x/labels.txt", "S")
+    # fast: refused by the connection probe, before the storage SDK and its retries. Measured with
+    # two busy loops on the 2 cores: at most 0.003 s over 30 reads; 3 s is the bound.
     assert time.monotonic() - t < 3.0
-    t = time.monotonic()
+    assert _failure_logged(caplog, "ConnectionRefusedError")
     with pytest.raises(ModelUnavailable):
         resources.read_bytes("az://ovms/x/labels.txt", "S")
-    assert time.monotonic() - t < 0.05  # the failure is cached for a few seconds
+    assert len(storage_reads) == 1  # the failure is remembered for a few seconds: storage not asked again
     monkeypatch.setattr(resources, "FAILURE_TTL_S", 0.0)
     with pytest.raises(ModelUnavailable):  # and retried once it expires
         resources.read_bytes("az://ovms/x/labels.txt", "S")
+    assert len(storage_reads) == 2
 
 
 @pytest.mark.parametrize("location", ["az://", "az://container", "az://container/"])
@@ -98,7 +121,7 @@ def test_a_non_utf8_labels_file_reaches_the_caller_as_503(tmp_path, monkeypatch)
         DetectionTask().label_names()
 
 
-def test_storage_that_does_not_answer_is_a_fast_503(tmp_path, monkeypatch):
+def test_storage_that_does_not_answer_is_a_fast_503(tmp_path, monkeypatch, caplog, storage_reads):
     """Issue 14 item 6: storage that accepts connections but does not answer (Azurite paused) used
     to hold the first read 10-11 s; now about STORAGE_TIMEOUT_S, then remembered."""
     import os
@@ -119,17 +142,20 @@ def test_storage_that_does_not_answer_is_a_fast_503(tmp_path, monkeypatch):
         monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", cs)
         assert resources.read_text("az://ovms/x/labels.txt", "S") == "person\n"  # storage works
         resources.clear_cache()
+        caplog.set_level(logging.INFO, logger="ovaas.resources")
         os.killpg(proc.pid, signal.SIGSTOP)  # paused: the kernel still accepts its connections
         t = time.monotonic()
         with pytest.raises(ModelUnavailable) as info:
             resources.read_bytes("az://ovms/x/labels.txt", "S")
         took = time.monotonic() - t
-        assert took < resources.STORAGE_TIMEOUT_S * 2 + 0.5, took  # was 10-11 s
+        # The bound is the behaviour (was 10-11 s). Measured with two busy loops on the 2 cores:
+        # 2.00 to 2.03 s over 16 reads, so 2 x STORAGE_TIMEOUT_S + 0.5 = 4.5 s leaves 2.5 s.
+        assert took < resources.STORAGE_TIMEOUT_S * 2 + 0.5, took
+        assert _failure_logged(caplog, "ServiceResponseTimeoutError")  # the SDK's read timeout fired
         assert info.value.headers["Retry-After"] == "5" and "setting S" in info.value.message
-        t = time.monotonic()
         with pytest.raises(ModelUnavailable):
             resources.read_bytes("az://ovms/x/labels.txt", "S")
-        assert time.monotonic() - t < 0.5  # remembered: no new 2 s wait (a dict lookup, with room for a busy CI)
+        assert storage_reads.count("az://ovms/x/labels.txt") == 2  # remembered: storage not asked again
     finally:
         os.killpg(proc.pid, signal.SIGCONT)
         os.killpg(proc.pid, signal.SIGTERM)
