@@ -3,10 +3,12 @@ they parse, image tags are pinned (to the versions the scripts use), the files t
 exist, and the compose services agree with local.settings.json and models/config.json."""
 from __future__ import annotations
 
+import http.server
 import json
 import re
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -168,8 +170,11 @@ def test_compose_ports_and_models_agree():
     config_mount = [v for v in services["ovms"]["volumes"] if v.endswith(":/config/config.json:ro")]
     assert config_mount and ovms_cmd[ovms_cmd.index("--config_path") + 1] == "/config/config.json"
     source = (DEPLOY / config_mount[0].split(":")[0]).resolve()
-    assert source == ROOT / "models" / "config.json"
+    assert source == DEPLOY / "k8s" / "plain" / "config.json"
     served = json.loads(source.read_text())["model_config_list"]
+    strip = lambda m: {k: m["config"][k] for k in ("name", "base_path")}  # noqa: E731
+    models = json.loads((ROOT / "models" / "config.json").read_text())["model_config_list"]
+    assert [strip(m) for m in served] == [strip(m) for m in models]
     assert all(m["config"]["base_path"].startswith("az://ovms/") for m in served)
     app_models = {v for k, v in app_env.items() if k.endswith("_MODEL_NAME")}
     assert app_models == {m["config"]["name"] for m in served}
@@ -181,6 +186,74 @@ def test_compose_ports_and_models_agree():
     assert entry[4] == development_connection_string("azurite", 10000)
     assert services["ovms"]["depends_on"]["models"]["condition"] == "service_completed_successfully"
     assert (DEPLOY / services["models"]["volumes"][0].split(":")[0]).resolve() == ROOT
+
+
+ONE_SHOT = {"models"}  # runs to completion (restart "no"); everything else serves until stopped
+
+
+def test_every_depends_on_waits_for_health_or_completion():
+    """Without a condition (or with service_started) compose starts a service as soon as its
+    dependency's container exists: OVMS would read an Azurite not yet listening, the app would call
+    an OVMS still loading."""
+    services = compose()["services"]
+    assert {n for n, s in services.items() if s.get("restart") == "no"} == ONE_SHOT
+    edges = 0
+    for name, svc in services.items():
+        deps = svc.get("depends_on", {})
+        assert isinstance(deps, dict), f"{name}: the short depends_on form has no condition"
+        for dep, spec in deps.items():
+            edges += 1
+            if dep in ONE_SHOT:
+                assert spec["condition"] == "service_completed_successfully", (name, dep)
+            else:
+                assert spec["condition"] == "service_healthy", (name, dep)
+                assert services[dep].get("healthcheck", {}).get("test"), f"{dep} has no healthcheck"
+    assert edges >= 4
+
+
+def test_every_long_running_service_has_a_healthcheck():
+    for name, svc in compose()["services"].items():
+        if name in ONE_SHOT:
+            continue
+        check = svc.get("healthcheck", {})
+        assert check.get("test") and check["test"][0] == "CMD" and not check.get("disable"), name
+        assert check.get("retries", 0) >= 3 and check.get("interval"), name
+
+
+def test_compose_ovms_runs_the_precision_kubernetes_pins():
+    served = json.loads((DEPLOY / "k8s" / "plain" / "config.json").read_text())["model_config_list"]
+    assert served and all(m["config"]["plugin_config"]["INFERENCE_PRECISION_HINT"] == "f32" for m in served)
+    assert all(m["config"]["target_device"] == "CPU" for m in served)
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self):  # noqa: N802 (the stdlib's name)
+        self.send_response(self.status if self.path == "/v2/health/ready" else 404)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("status,healthy", [(200, True), (503, False)])
+def test_the_ovms_healthcheck_command_reads_readiness(status, healthy):
+    """The compose healthcheck of OVMS, run here with bash against a server that answers
+    /v2/health/ready with ``status`` (the port rewritten to the server's)."""
+    test = compose()["services"]["ovms"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "bash", "-c"] and "/v2/health/ready" in test[3]
+    handler = type("Handler", (_Health,), {"status": status})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        command = test[3].replace("/127.0.0.1/8080", f"/127.0.0.1/{server.server_port}")
+        proc = subprocess.run(["bash", "-c", command], capture_output=True, timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (proc.returncode == 0) == healthy, proc.stderr
 
 
 @pytest.fixture
