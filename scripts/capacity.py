@@ -16,14 +16,22 @@ Per endpoint with arrival rate lam (requests/s):
   core, INFERENCE_NUM_THREADS = cores); cores c_o = the least c with lam*S_o/c <= U and the
   M/M/c waiting-time p95 within its share of the latency slack; replicas = ceil(c_o / cores per
   replica).
-- Function: vCPUs c_f likewise with S_f = app_cpu; instances = the larger of ceil(c_f / vCPUs per
+- Function: vCPUs c_f likewise with S_f = app_cpu + the Functions host's own CPU per request
+  (``host_ms``, assumed: the host's HTTP front end and its gRPC hop to the Python worker, which
+  bench/capacity.json's in-process measurement does not include); instances = the larger of ceil(c_f / vCPUs per
   instance) and Little's law ceil(lam x mean request time / HTTP concurrency per instance).
+- Connections: the app's gRPC client holds one HTTP/2 connection per model server address, and an
+  L4 load balancer (a Kubernetes Service) spreads connections, not requests. With k Function
+  instances each calling an endpoint's r replicas through one Service, the replicas that get a
+  connection are on average r (1 - (1 - 1/r)^k); the plan flags endpoints where that is below r
+  (README "Scaling": what balances requests instead).
 - Latency: p95 ~ app p95 + Function wait p95 + network + inference p95 x (1 + overhead) + OVMS
   wait p95; the slack (target minus the service times) is shared half and half by the two waits.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -112,7 +120,8 @@ class Assumptions:
     network_ms: float = 2.0           # Function <-> OVMS round trip inside one region/VNet
     ovms_cores_per_replica: int = 2   # deploy/k8s CPU limit = INFERENCE_NUM_THREADS
     fn_vcpus: float = 1.0             # Flex Consumption 2048 MB instance
-    fn_concurrency: int = 4           # HTTP per-instance concurrency = PYTHON_THREADPOOL_THREAD_COUNT
+    fn_concurrency: int = 4           # http_concurrency in deploy/terraform = PYTHON_THREADPOOL_THREAD_COUNT
+    host_ms: float = 2.0              # Functions host CPU per request (not measured here)
     quantile: float = 0.95
 
 
@@ -131,6 +140,7 @@ class EndpointPlan:
     p95_ms: float
     meets_p95: bool
     note: str = ""
+    replicas_reached: float = 0.0     # replicas with a connection, on average (set by make_plan)
 
 
 @dataclass(frozen=True)
@@ -147,8 +157,9 @@ def plan_endpoint(endpoint: str, rps: float, figures: Mapping, p95_target_ms: fl
     app_key = "app_cpu_ms" if answer == "json" else "app_image_cpu_ms"
     inf_mean = figures["inference_cpu_ms"]["mean"] / 1000.0
     inf_p95 = figures["inference_cpu_ms"]["p95"] / 1000.0
-    app_mean = figures[app_key]["mean"] / 1000.0
-    app_p95 = figures[app_key]["p95"] / 1000.0
+    host = a.host_ms / 1000.0
+    app_mean = figures[app_key]["mean"] / 1000.0 + host
+    app_p95 = figures[app_key]["p95"] / 1000.0 + host
     s_o = inf_mean * (1 + a.ovms_overhead)
     net = a.network_ms / 1000.0
     floor = app_p95 + net + inf_p95 * (1 + a.ovms_overhead)
@@ -170,7 +181,7 @@ def plan_endpoint(endpoint: str, rps: float, figures: Mapping, p95_target_ms: fl
                  + s_o + (mean_wait(cores, rps, s_o) if rps > 0 else 0))
     by_conc = math.ceil(rps * mean_time / a.fn_concurrency - 1e-9) if rps > 0 else 0
     p95 = (floor + wq_o + wq_f) * 1000.0
-    return EndpointPlan(endpoint, rps, figures["inference_cpu_ms"]["mean"], figures[app_key]["mean"],
+    return EndpointPlan(endpoint, rps, figures["inference_cpu_ms"]["mean"], figures[app_key]["mean"] + a.host_ms,
                         cores, replicas, fn_vcpus, max(by_cpu, by_conc), by_cpu, by_conc,
                         round(p95, 1), slack >= 0 and p95 <= p95_target_ms + 1e-6, note)
 
@@ -204,8 +215,18 @@ def make_plan(bench: Mapping, rps: float, p95_ms: float, mix: Optional[str] = No
     endpoints = list(bench["endpoints"])
     shares = parse_mix(mix, endpoints)
     plans = [plan_endpoint(e, rps * shares[e], bench["endpoints"][e], p95_ms, a, answer) for e in endpoints]
-    # All HTTP functions of a Flex Consumption app scale together as one group: instances add up.
-    return Plan(plans, sum(p.fn_instances for p in plans), a, bench)
+    # All HTTP functions of a Flex Consumption app scale together as one group: instances add up,
+    # and every instance may open a connection to every endpoint's Service.
+    instances = sum(p.fn_instances for p in plans)
+    plans = [dataclasses.replace(p, replicas_reached=replicas_reached(p.ovms_replicas, instances)) for p in plans]
+    return Plan(plans, instances, a, bench)
+
+
+def replicas_reached(replicas: int, connections: int) -> float:
+    """Replicas that get at least one of ``connections`` placed uniformly at random, on average."""
+    if replicas <= 0:
+        return 0.0
+    return replicas * (1.0 - (1.0 - 1.0 / replicas) ** max(connections, 0))
 
 
 def load_bench(path: Path = BENCH) -> dict:
@@ -239,12 +260,16 @@ def render(plan: Plan, rps: float, p95_ms: float) -> str:
     for p in plan.endpoints:
         detail = (f"{p.endpoint}: Function instances = max(CPU {p.fn_instances_cpu}, "
                   f"in-flight/concurrency {p.fn_instances_concurrency})")
+        if p.ovms_replicas and p.replicas_reached < p.ovms_replicas - 0.5:
+            detail += (f"; through an L4 Service {plan.fn_instances} connections reach about "
+                       f"{p.replicas_reached:.0f} of {p.ovms_replicas} replicas")
         lines.append(detail + (f"; {p.note}" if p.note else ""))
     lines += ["",
               "measured: inference CPU ms and app CPU ms per request (means shown; p95s used for latency)",
               f"assumed: utilisation {a.utilisation:.0%}, OVMS overhead {a.ovms_overhead:.0%}, network "
               f"{a.network_ms:g} ms, {a.ovms_cores_per_replica} cores per OVMS replica, "
               f"{a.fn_vcpus:g} vCPU and HTTP concurrency {a.fn_concurrency} per Function instance, "
+              f"{a.host_ms:g} ms host CPU per request, "
               f"M/M/c queues, traffic mix as given",
               "(!) = the p95 target is not met (see the note); set OVMS maxReplicas and the Function App's "
               "maximum_instance_count at or above these figures."]
@@ -268,11 +293,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--ovms-cores-per-replica", type=int, default=d.ovms_cores_per_replica)
     p.add_argument("--fn-vcpus", type=float, default=d.fn_vcpus, help="vCPUs of a Function instance")
     p.add_argument("--fn-concurrency", type=int, default=d.fn_concurrency,
-                   help="HTTP per-instance concurrency of the Function App")
+                   help="HTTP per-instance concurrency of the Function App (http_concurrency)")
+    p.add_argument("--host-ms", type=float, default=d.host_ms,
+                   help="the Functions host's own CPU per request, milliseconds (assumed)")
     args = p.parse_args(argv)
     try:
         a = Assumptions(args.utilisation, args.ovms_overhead, args.network_ms, args.ovms_cores_per_replica,
-                        args.fn_vcpus, args.fn_concurrency)
+                        args.fn_vcpus, args.fn_concurrency, args.host_ms)
         plan = make_plan(load_bench(args.bench), args.rps, args.p95_ms, args.mix, a, args.answer)
     except CapacityError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -44,7 +44,7 @@ def test_servers_needed_hand_computed():
 FIGURES = {"inference_cpu_ms": {"mean": 20.0, "p95": 25.0},
            "app_cpu_ms": {"mean": 10.0, "p95": 12.0}, "app_image_cpu_ms": {"mean": 15.0, "p95": 18.0}}
 EXACT = cap.Assumptions(utilisation=0.5, ovms_overhead=0.0, network_ms=0.0, ovms_cores_per_replica=2,
-                        fn_vcpus=1.0, fn_concurrency=2)
+                        fn_vcpus=1.0, fn_concurrency=2, host_ms=0.0)
 
 
 def test_plan_endpoint_hand_computed():
@@ -69,6 +69,32 @@ def test_plan_endpoint_concurrency_bound_and_infeasible_target():
     assert (tight.ovms_cores, tight.fn_vcpus) == (4, 2)
     image = cap.plan_endpoint("E", 100.0, FIGURES, 1000.0, EXACT, answer="image")
     assert image.app_ms == 15.0 and image.fn_vcpus == 3          # 1.5 Erlangs / 0.5
+
+
+def test_the_hosts_cpu_counts_as_the_apps():
+    """The Functions host's own CPU per request is added to the app's: 10 + 5 ms at 100/s is 1.5
+    Erlangs, / 0.5 -> 3 vCPUs (2 without it)."""
+    host = cap.Assumptions(**{**EXACT.__dict__, "host_ms": 5.0})
+    p = cap.plan_endpoint("E", 100.0, FIGURES, 1000.0, host)
+    assert p.app_ms == 15.0 and p.fn_vcpus == 3
+    assert cap.plan_endpoint("E", 100.0, FIGURES, 1000.0, EXACT).fn_vcpus == 2
+
+
+def test_connections_spread_over_replicas_hand_computed():
+    # k connections placed at random on r replicas reach r (1 - (1 - 1/r)^k) of them
+    assert cap.replicas_reached(1, 1) == 1.0
+    assert cap.replicas_reached(2, 1) == pytest.approx(1.0)
+    assert cap.replicas_reached(2, 2) == pytest.approx(1.5)       # 2 (1 - 1/4)
+    assert cap.replicas_reached(16, 7) == pytest.approx(16 * (1 - (15 / 16) ** 7))  # about 5.2 of 16
+    assert cap.replicas_reached(0, 5) == 0.0
+    # the plan flags an endpoint whose replicas outnumber what the connections reach
+    bench = {"endpoints": {"HttpTriggerHumanPose": FIGURES,
+                           "HttpTriggerHandwritten": {**FIGURES, "inference_cpu_ms": {"mean": 2000.0, "p95": 2100.0}}}}
+    plan = cap.make_plan(bench, 40, 100000, "pose=1,handwriting=1", EXACT)
+    heavy = plan.endpoints[1]
+    assert heavy.ovms_replicas > plan.fn_instances
+    assert heavy.replicas_reached == pytest.approx(cap.replicas_reached(heavy.ovms_replicas, plan.fn_instances))
+    assert "through an L4 Service" in cap.render(plan, 40, 100000)
 
 
 def test_mix_and_plan_totals():
