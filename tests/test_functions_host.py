@@ -26,7 +26,7 @@ from emulators.functions_host.discovery import apply_settings, compile_route
 from emulators.functions_host.front import FrontLimits
 from scripts.tooling.modelsearch import PROJECT_ROOT
 from tests.fixtures.functions_host import start_functions_host
-from tests.httpclient import request
+from tests.httpclient import hang_up_mid_body, request
 
 HTTP_OUT = {"type": "http", "direction": "out", "name": "$return"}
 
@@ -651,6 +651,33 @@ def test_idle_connections_are_closed(host2):
     raw, closed = raw_exchange(host2.port, b"GET /hello/x?code=k HTTP/1.1\r\nHost: x\r\n\r\n",
                                timeout=10)
     assert closed and parse_answer(raw)[0] == 200
+
+
+# --- a client that hangs up mid-body (issue 22) ---------------------------------------------
+
+#: a 5,839-byte "JPEG" declared as 6,839 bytes, as the client of issue 22 sent it
+SHORT_BODY = b"\xff\xd8\xff\xe0" + bytes(5835)
+SHORT_HEAD = (b"POST /api/Echo HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+              b"Content-Length: 6839\r\n")
+
+
+@pytest.mark.parametrize("how,expect", [("shutdown", False), ("close", False), ("reset", True)])
+def test_a_client_hanging_up_mid_body_is_dropped_quietly(host1, how, expect):
+    """The client sends 5,839 of 6,839 declared bytes, then closes its sending side, closes, or
+    resets. The host closes the connection without an answer (Kestrel: "unexpected end of request
+    content", the connection closed), logs one line: no traceback, no 500; and serves the next
+    request. (The reset waits for 100 Continue, so the host is reading the body when it comes.)"""
+    since = host1.mark()
+    head = SHORT_HEAD + (b"Expect: 100-continue\r\n" if expect else b"") + b"\r\n"
+    assert hang_up_mid_body(host1.port, head, SHORT_BODY, how) == b""
+    log = host1.wait_for_output(r"Request POST /api/Echo: the client closed the connection after "
+                                r"(\d+) of 6839 body bytes \(not answered\)", since)
+    if how != "reset":  # an RST may discard what the host had not read yet
+        assert "after 5839 of 6839 body bytes" in log
+    status, _, raw = call(host1.url("/api/Echo"), "POST", b"next")
+    assert status == 200 and json.loads(raw)["len"] == 4
+    log = host1.output()[since:]
+    assert "Traceback" not in log and "Host error" not in log and "-> 500" not in log, log
 
 
 _TOKEN = st.text(alphabet=string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~", min_size=1,

@@ -29,6 +29,8 @@ Behaviour, and where it deliberately differs from Core Tools:
   function does not list (405 with ``Allow``; the real host answers 404), malformed requests and
   control characters or dot segments in the path (400), Kestrel's limits and timeouts (408, 413,
   414, 431; see front.py), forms of more than 1024 fields (413, before the app parses them).
+* A client that closes the connection (or resets it) before its body is complete: the request
+  is dropped without an answer, as Kestrel does, with one log line (never a traceback or a 500).
 * Request bodies are handed over as sent: ``Content-Encoding`` is not decoded (Kestrel does not).
 * The log names each request's path, never its query string (image data may travel in it).
 * It binds 127.0.0.1 by default (``--host 0.0.0.0`` to listen everywhere as ``func start`` does).

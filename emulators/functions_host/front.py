@@ -170,7 +170,8 @@ class Protocol(RequestHandler):
             return await super().finish_response(request, resp, start_time)
         finally:
             self._in_request = False
-            self._arm(self.limits.keepalive_timeout)
+            if self.transport is not None:  # not after the client left (connection_lost)
+                self._arm(self.limits.keepalive_timeout)
 
     # -- requests the parser refused ----------------------------------------------------------
     def handle_error(self, request: Any, status: int = 500, exc: Optional[BaseException] = None,

@@ -46,6 +46,21 @@ class Refused(Exception):
         self.status, self.code, self.message, self.close = status, code, message, close
 
 
+class ClientGone(Exception):
+    """The client closed the connection (FIN or reset) while the host was reading its body.
+
+    Nothing can be answered any more (asyncio closes the connection on the client's FIN), so the
+    host drops the request without an answer, as Kestrel does on an unexpected end of request
+    content (RFC 9112 section 6.3: the message is incomplete; close the connection). It logs one
+    line, never a traceback or a 500.
+    """
+
+    def __init__(self, received: int, declared: Optional[int]) -> None:
+        super().__init__(f"after {received} of {declared} body bytes" if declared is not None
+                         else f"after {received} body bytes")
+        self.received, self.declared = received, declared
+
+
 def loggable_path(path: str) -> str:
     """A request path for the log: control characters escaped, long paths cut (never the query)."""
     text = path.encode("unicode_escape").decode("ascii") if _CONTROL.search(path) or \
@@ -189,10 +204,16 @@ class FunctionsHost:
         length = request.content_length
         if length is not None and length > limit:
             raise Refused(413, "request_entity_too_large", f"request body larger than {limit} bytes")
+        if request.transport is None and not request.content.is_eof():
+            # the client left before this handler ran (aiohttp tells only a running handler)
+            raise ClientGone(request.content.total_bytes, length)
         if request.version >= (1, 1) and \
                 request.headers.get("Expect", "").strip().lower() == "100-continue":
             # What aiohttp's router (not used here) and Kestrel do once the body is wanted.
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            try:
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            except ConnectionError:
+                raise ClientGone(request.content.total_bytes, length) from None
             request.writer.output_size = 0
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -211,6 +232,8 @@ class FunctionsHost:
             except BadHttpMessage:
                 raise Refused(400, "bad_request", "malformed request body framing",
                               close=True) from None
+            except ConnectionError:  # aiohttp's "Connection lost" (FIN) or a reset
+                raise ClientGone(request.content.total_bytes, length) from None
             if not chunk:
                 break
             total += len(chunk)
@@ -253,6 +276,7 @@ class FunctionsHost:
         origin = request.headers.get("Origin")
         fn: Optional[LoadOutcome] = None
         status, invoked = 500, False
+        gone: Optional[ClientGone] = None
         try:
             self._check_request(request)
             resp = self._preflight(request)
@@ -284,6 +308,10 @@ class FunctionsHost:
             resp = json_error(exc.status, exc.code, exc.message)
             if exc.close:
                 resp.force_close()
+        except ClientGone as exc:
+            gone = exc
+            resp = web.Response(status=400)  # aiohttp finds the connection closed: never sent
+            resp.force_close()
         except InvocationFailed as exc:
             log.error("Executed 'Functions.%s' (Failed, Id=%s)\n%s",
                       fn.spec.name if fn else "?", invocation_id, exc.detail)
@@ -297,7 +325,10 @@ class FunctionsHost:
                 resp.headers[k] = v
         status = resp.status
         ms = (time.perf_counter() - started) * 1000
-        if invoked and fn is not None:
+        if gone is not None:
+            log.info("Request %s %s: the client closed the connection %s (not answered)",
+                     request.method, loggable_path(request.path), gone)
+        elif invoked and fn is not None:
             log.info("Executed 'Functions.%s' (%s, Id=%s, Duration=%.0fms) %s %s -> %d",
                      fn.spec.name, "Succeeded" if status < 500 else "Failed", invocation_id, ms,
                      request.method, loggable_path(request.path), status)
