@@ -1,11 +1,12 @@
 """The one small HTTP client the tests use against the local Functions host (loopback only)."""
 from __future__ import annotations
 
+import select
 import socket
 import struct
 import urllib.error
 import urllib.request
-from typing import Dict, Mapping, NamedTuple, Optional
+from typing import Dict, Iterable, Mapping, NamedTuple, Optional, Tuple
 
 
 class Response(NamedTuple):
@@ -77,3 +78,30 @@ def hang_up_mid_body(port: int, head: bytes, body: bytes, how: str) -> bytes:
         elif how != "close":
             raise ValueError(how)
     return b""
+
+
+def upload_until_answered(port: int, head: bytes, pieces: Iterable[bytes]) -> Tuple[bytes, int]:
+    """Send ``head``, then ``pieces`` as long as the host has not answered; then read its answer.
+    Returns (the answer, how many bytes of the pieces the client had handed to its socket when
+    the answer came: what the host read, plus what the kernel buffers hold)."""
+    handed = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(head)
+        pending = b""
+        source = iter(pieces)
+        try:
+            while True:
+                if not pending:
+                    pending = next(source, b"")
+                    if not pending:
+                        break  # all sent: wait for the answer
+                readable, writable, _ = select.select([s], [s], [], 60)
+                if readable:
+                    break
+                if writable:
+                    sent = s.send(pending)
+                    handed += sent
+                    pending = pending[sent:]
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the host closed while this client was sending; its answer may be readable
+        return read_answer(s), handed

@@ -1,4 +1,5 @@
-"""The local Functions host against tiny function apps written here (not the real endpoints).
+"""The local Functions host against tiny function apps written here (not the real endpoints;
+only the app's own body limit is tested with the real app, ``app_host``).
 
 Every test that takes ``host1``/``host2`` runs twice: once with the host's in-house invocation
 path and once with Microsoft's Python worker (``host_mode``), both behind the same HTTP front.
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import itertools
 import json
 import re
 import socket
@@ -24,9 +26,11 @@ from hypothesis import strategies as st
 
 from emulators.functions_host.discovery import apply_settings, compile_route
 from emulators.functions_host.front import FrontLimits
+from emulators.functions_host.server import BodyLimit, app_body_limit
 from scripts.tooling.modelsearch import PROJECT_ROOT
+from shared import config as app_config
 from tests.fixtures.functions_host import start_functions_host
-from tests.httpclient import hang_up_mid_body, request
+from tests.httpclient import hang_up_mid_body, read_answer, request, upload_until_answered
 
 HTTP_OUT = {"type": "http", "direction": "out", "name": "$return"}
 
@@ -653,7 +657,7 @@ def test_idle_connections_are_closed(host2):
     assert closed and parse_answer(raw)[0] == 200
 
 
-# --- a client that hangs up mid-body (issue 22) ---------------------------------------------
+# --- a client that hangs up mid-body; bodies over the app's own limit (issue 22) --------------
 
 #: a 5,839-byte "JPEG" declared as 6,839 bytes, as the client of issue 22 sent it
 SHORT_BODY = b"\xff\xd8\xff\xe0" + bytes(5835)
@@ -678,6 +682,71 @@ def test_a_client_hanging_up_mid_body_is_dropped_quietly(host1, how, expect):
     assert status == 200 and json.loads(raw)["len"] == 4
     log = host1.output()[since:]
     assert "Traceback" not in log and "Host error" not in log and "-> 500" not in log, log
+
+
+#: the real app's own body limit, set through its setting (MAX_BODY_BYTES; default 20 MiB)
+APP_LIMIT = 8 << 20
+
+
+@pytest.fixture(scope="module")
+def app_host(tmp_path_factory, host_mode):
+    """The real app, MAX_BODY_BYTES=8 MiB. No model server: nothing here reaches one."""
+    tmp = tmp_path_factory.mktemp(f"app-limit-{host_mode}")
+    handle = start_functions_host(PROJECT_ROOT, env={"MAX_BODY_BYTES": str(APP_LIMIT)},
+                                  log_dir=tmp, mode=host_mode)
+    yield handle
+    handle.stop()
+
+
+def test_the_host_takes_the_apps_body_limit_from_the_app(monkeypatch, tmp_path):
+    """One number: the app's ``shared.config.limits().max_body_bytes`` and its 413 code."""
+    monkeypatch.delenv("MAX_BODY_BYTES", raising=False)
+    assert app_body_limit(PROJECT_ROOT) == BodyLimit(app_config.limits().max_body_bytes,
+                                                     "payload_too_large", 413)
+    monkeypatch.setenv("MAX_BODY_BYTES", "12345")
+    assert app_body_limit(PROJECT_ROOT) == BodyLimit(12345, "payload_too_large", 413)
+    monkeypatch.setenv("MAX_BODY_BYTES", "lots")  # malformed: the app answers 503 naming it
+    assert app_body_limit(PROJECT_ROOT) is None
+    assert app_body_limit(tmp_path) is None  # an app without such a module: the host's own limit
+
+
+def test_a_declared_body_over_the_apps_limit_is_refused_unread(app_host):
+    """Only the head is sent, with ``Expect: 100-continue``: the 413 comes anyway, in the app's
+    error shape and code, with no 100 Continue first, so the host never waited for the body."""
+    assert re.search(rf"Request bodies over {APP_LIMIT} bytes are refused before they are read "
+                     r"\(the app's limit\)", app_host.output())
+    with socket.create_connection(("127.0.0.1", app_host.port), timeout=30) as s:
+        s.sendall(b"POST /api/HttpTriggerHumanPose HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                  b"image/jpeg\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+                  % (APP_LIMIT + 1))
+        raw = read_answer(s)
+    headers = assert_json_error(raw, 413, "payload_too_large")
+    assert headers["connection"] == "close"
+    assert f"the limit is {APP_LIMIT}" in json.loads(parse_answer(raw)[2])["error"]["message"]
+    # a body at the limit still reaches the app (which finds it is not a picture)
+    status, _, raw = call(app_host.url("/api/HttpTriggerHumanPose"), "POST", bytes(APP_LIMIT),
+                          {"Content-Type": "image/jpeg"})
+    assert status == 415 and json.loads(raw)["error"]["code"] == "invalid_image", raw[:300]
+
+
+def test_a_chunked_body_over_the_apps_limit_is_refused_soon_after_it(app_host):
+    """A client ready to send 5x the limit, chunked, sending until the host answers: 413 once the
+    limit is passed, long before the whole body, and the host's memory grows by about the limit
+    (what it buffers for the function), not by the body."""
+    piece = bytes(256 << 10)
+    frames = itertools.chain(itertools.repeat(b"%x\r\n%s\r\n" % (len(piece), piece),
+                                              5 * APP_LIMIT // len(piece)), [b"0\r\n\r\n"])
+    before = app_host.memory("VmRSS")
+    app_host.reset_peak_memory()
+    raw, handed = upload_until_answered(
+        app_host.port, b"POST /api/HttpTriggerObjectDetection HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n", frames)
+    growth = app_host.memory("VmHWM") - before
+    assert_json_error(raw, 413, "payload_too_large")
+    assert APP_LIMIT < handed < 5 * APP_LIMIT, handed
+    assert growth < 2 * APP_LIMIT, f"the host grew by {growth / 2 ** 20:.0f} MiB"
+    status, _, _ = call(app_host.url("/admin/host/status"))
+    assert status == 200
 
 
 _TOKEN = st.text(alphabet=string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~", min_size=1,

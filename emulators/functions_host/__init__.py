@@ -29,6 +29,12 @@ Behaviour, and where it deliberately differs from Core Tools:
   function does not list (405 with ``Allow``; the real host answers 404), malformed requests and
   control characters or dot segments in the path (400), Kestrel's limits and timeouts (408, 413,
   414, 431; see front.py), forms of more than 1024 fields (413, before the app parses them).
+* Request bodies: Kestrel's 100 MB limit (413 ``request_entity_too_large``), or the app's own
+  limit when it declares a smaller one (this app: ``MAX_BODY_BYTES`` via ``shared.config``,
+  20 MiB by default; answered as the app answers it, 413 ``payload_too_large``). A declared
+  ``Content-Length`` over it is refused before any of the body is read, a chunked body as soon as
+  it passes it. The real host reads up to its 100 MB (``FUNCTIONS_REQUEST_BODY_SIZE_LIMIT``) and
+  hands the body to the app, which refuses it only then.
 * A client that closes the connection (or resets it) before its body is complete: the request
   is dropped without an answer, as Kestrel does, with one log line (never a traceback or a 500).
 * Request bodies are handed over as sent: ``Content-Encoding`` is not decoded (Kestrel does not).

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import email.message
+import importlib
+import importlib.util
 import json
 import logging
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import unquote
@@ -61,6 +64,47 @@ class ClientGone(Exception):
         self.received, self.declared = received, declared
 
 
+@dataclass(frozen=True)
+class BodyLimit:
+    """A request body limit and the answer to a body over it (413 and an error code)."""
+
+    max_bytes: int
+    code: str
+    status: int = 413
+
+    def refuse(self, message: str) -> Refused:
+        # The body is left unread: answer, then close (aiohttp discards what still arrives for
+        # its lingering time first, so the client reads the answer rather than a reset).
+        return Refused(self.status, self.code, message, close=True)
+
+
+def app_body_limit(root: Path) -> Optional[BodyLimit]:
+    """The app's own request body limit, when the app in ``root`` declares one.
+
+    This app declares it in ``shared.config`` (``limits().max_body_bytes``, the ``MAX_BODY_BYTES``
+    setting) and answers a body over it with ``shared.errors.PayloadTooLarge``; the host applies
+    that same number and answer before reading the body. (The real host reads up to its own
+    100 MB limit and leaves the rest to the app; see the package docstring.) None when the app has
+    no such module; a malformed setting is left to the app, which answers 503 naming it.
+    """
+    root = root.resolve()
+    try:
+        package = importlib.util.find_spec("shared")
+        if package is None or package.origin is None or \
+                not Path(package.origin).resolve().is_relative_to(root) or \
+                importlib.util.find_spec("shared.config") is None or \
+                importlib.util.find_spec("shared.errors") is None:
+            return None
+        config = importlib.import_module("shared.config")
+        refusal = importlib.import_module("shared.errors").PayloadTooLarge
+        limits = config.limits()
+    except Exception as exc:  # noqa: BLE001 - the app's own problem: it reports it per request
+        log.warning("The app's request body limit is not applied by the host (%s)",
+                    type(exc).__name__)
+        return None
+    return BodyLimit(int(limits.max_body_bytes), str(refusal.code), int(refusal.status))
+
+
 def loggable_path(path: str) -> str:
     """A request path for the log: control characters escaped, long paths cut (never the query)."""
     text = path.encode("unicode_escape").decode("ascii") if _CONTROL.search(path) or \
@@ -101,10 +145,22 @@ class FunctionsHost:
         # request header when it holds a UUID, so two hosts can be compared answer for answer.
         self.invocation_id_header = invocation_id_header.lower()
         self.functions: List[LoadOutcome] = []
+        self.app_limit: Optional[BodyLimit] = None
 
     async def start(self) -> None:
-        """Load every function of the app through the invoker."""
+        """Load every function of the app through the invoker, then read the app's body limit
+        (after loading: the app's root is on ``sys.path`` then, as the functions import it)."""
         self.functions = await self.invoker.load(discover(self.root))
+        self.app_limit = app_body_limit(self.root)
+        limit = self.body_limit()
+        log.info("Request bodies over %d bytes are refused before they are read (%s)",
+                 limit.max_bytes, "the app's limit" if limit is self.app_limit else "the host's limit")
+
+    def body_limit(self) -> BodyLimit:
+        """The smaller of the host's limit (Kestrel's 100 MB) and the app's own, if any."""
+        own = BodyLimit(self.limits.max_body_bytes, "request_entity_too_large")
+        app = self.app_limit
+        return app if app is not None and app.max_bytes <= own.max_bytes else own
 
     async def close(self) -> None:
         await self.invoker.close()
@@ -199,11 +255,16 @@ class FunctionsHost:
                           "bytes in all")
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
-        """The whole body, within the size limit and Kestrel's minimum data rate."""
-        limit, rate = self.limits.max_body_bytes, self.limits.min_body_rate
+        """The whole body, within the size limit and Kestrel's minimum data rate.
+
+        A declared ``Content-Length`` over the limit is refused before any of the body is read;
+        a chunked body as soon as what arrived passes the limit (never buffered beyond it).
+        """
+        limit, rate = self.body_limit(), self.limits.min_body_rate
         length = request.content_length
-        if length is not None and length > limit:
-            raise Refused(413, "request_entity_too_large", f"request body larger than {limit} bytes")
+        if length is not None and length > limit.max_bytes:
+            raise limit.refuse(f"the request body is {length} bytes; the limit is "
+                               f"{limit.max_bytes}")
         if request.transport is None and not request.content.is_eof():
             # the client left before this handler ran (aiohttp tells only a running handler)
             raise ClientGone(request.content.total_bytes, length)
@@ -237,8 +298,9 @@ class FunctionsHost:
             if not chunk:
                 break
             total += len(chunk)
-            if total > limit:
-                raise Refused(413, "request_entity_too_large", f"request body larger than {limit} bytes")
+            if total > limit.max_bytes:
+                raise limit.refuse(f"the request body is over the limit of {limit.max_bytes} "
+                                   "bytes")
             chunks.append(chunk)
         return b"".join(chunks)
 
