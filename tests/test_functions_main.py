@@ -20,6 +20,12 @@ ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT.parent / "shared" / "images"
 FUNCTIONS = {e.function: e.prefix for e in catalog.ENDPOINTS}
 
+#: A model server that is down fails a request after the connect timeout (CONNECT_S), never after
+#: the inference deadline (INFERENCE_S). Measured with two busy loops on the 2 cores: 0.31 to
+#: 0.34 s over 40 calls with nothing listening and 24 calls after a kill. Bound: CONNECT_S +
+#: SLACK_S (36x the worst overhead measured), 5x under the inference deadline.
+CONNECT_S, INFERENCE_S, SLACK_S = 0.3, 10.0, 1.5
+
 
 class Ctx:
     def __init__(self, name: str) -> None:
@@ -66,7 +72,8 @@ def down_server(monkeypatch, tmp_path):
     for prefix in FUNCTIONS.values():
         monkeypatch.setenv(f"{prefix}_IPADDRESS", "127.0.0.1")
         monkeypatch.setenv(f"{prefix}_PORT", str(port))
-    monkeypatch.setenv("OVMS_CONNECT_TIMEOUT_SECONDS", "0.3")
+    monkeypatch.setenv("OVMS_CONNECT_TIMEOUT_SECONDS", str(CONNECT_S))
+    monkeypatch.setenv("OVMS_TIMEOUT_SECONDS", str(INFERENCE_S))
     serving.reset()
     yield port
     serving.reset()
@@ -89,8 +96,9 @@ def test_server_down_is_fast_503(down_server, name):
         elapsed = time.monotonic() - t
         assert resp.status_code == 503, data
         assert resp.headers.get("Retry-After")
-        assert json.loads(data)["error"]["code"] == "model_unavailable"
-        assert elapsed < 1.0, f"{name} took {elapsed:.2f} s to fail"
+        error = json.loads(data)["error"]
+        assert error["code"] == "model_unavailable" and error["message"].endswith(" is unreachable"), error
+        assert elapsed < CONNECT_S + SLACK_S, f"{name} took {elapsed:.2f} s to fail"
 
 
 # ---- recovery: the same worker answers again once the model server is back ----------------------
@@ -117,7 +125,8 @@ def served_env(monkeypatch, tmp_path, synthetic_models, model_server):
         monkeypatch.setenv(f"{prefix}_PORT", str(server.port))
     monkeypatch.setenv("HANDWRITTEN_CHARLIST_PATH", str(charlist))
     monkeypatch.setenv("COLORIZATION_COEFFICIENTS_PATH", str(coeffs))
-    monkeypatch.setenv("OVMS_CONNECT_TIMEOUT_SECONDS", "0.3")
+    monkeypatch.setenv("OVMS_CONNECT_TIMEOUT_SECONDS", str(CONNECT_S))
+    monkeypatch.setenv("OVMS_TIMEOUT_SECONDS", str(INFERENCE_S))
     resources.clear_cache()
     serving.reset()
     yield server
@@ -143,11 +152,11 @@ def test_each_function_answers_then_503s_then_recovers(served_env):
     served_env.kill()
     down = all_statuses()
     for name, (status, elapsed, data) in down.items():
-        assert status == 503, (name, data)
-        assert elapsed < 1.0, (name, elapsed)
+        assert status == 503 and json.loads(data)["error"]["code"] == "model_unavailable", (name, data)
+        assert elapsed < CONNECT_S + SLACK_S, (name, elapsed)
 
     served_env.restart()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 10  # measured with two busy loops: back within 0.46 to 1.54 s
     while True:  # the gRPC channel reconnects on its own; no worker restart
         back = all_statuses()
         if all(s == 200 for s, _, _ in back.values()):
