@@ -9,6 +9,13 @@ one host pointed at it with a 1 s inference deadline. In order:
 3. model server stalled (SIGSTOP) -> 504 at the 1 s deadline, then 200 again after SIGCONT;
 4. model server killed mid-load -> 503 within 1 s each, then full recovery once it is restarted on
    the same port, with no restart of the app.
+
+Time bounds are kept only where the bound is the behaviour (3: the 504 comes at the deadline; 4: the
+503 comes from the connect timeout, not a wait), each beside the structural proof (the error code
+and message). Measured with two busy loops on the 2 cores (Intel Xeon, 12 runs of this module):
+504s 1.007 to 1.028 s after the request (48 requests; bounds 0.9 to 2.0 s); 503s after the kill at
+most 0.548 s (~160 requests, connect timeout 0.5 s; bound 1.0 s); a 200 again 0.009 to 0.018 s
+after SIGCONT and 0.015 to 0.023 s after the restart (ceilings 10 s); RSS growth 0.13 to 0.84 MB.
 """
 from __future__ import annotations
 
@@ -19,7 +26,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -35,14 +42,17 @@ from tests.test_openapi import body_validator, png_header_claiming
 PATH = "/api/HttpTriggerObjectDetection"
 MODEL = "object-detection"
 DEADLINE_S = 1.0
+CONNECT_S = 0.5
+FAST_503_S = 1.0  # measured worst 0.548 s (module docstring)
 ROWS = [[0, 1, 0.8, 0.5, 0.5, 0.9, 0.9]]
 
 # Memory: RSS of the host process after a warm-up of 200 requests (every code path imported, thread
 # pool and gRPC buffers grown, the malloc arenas of the 8 worker threads populated), then after the
 # other 300. Measured here: RSS steps by ~10 MB during the first ~200 requests, then stays flat
-# within 1 MB over 1000 more. The load image is a 640x480 noise JPEG (~360 KB; ~900 KB of pixels,
-# ~2 MB input tensor), so leaking any per-request buffer would add >= 300 x 360 KB = 105 MB over
-# the measured window; 24 MB separates "leaks something per request" from allocator steps.
+# within 1 MB over 1000 more (with two busy loops on the 2 cores: +0.13 to +0.84 MB, 12 runs).
+# The load image is a 640x480 noise JPEG (~360 KB; ~900 KB of pixels, ~2 MB input tensor), so
+# leaking any per-request buffer would add >= 300 x 360 KB = 105 MB over the measured window;
+# 24 MB separates "leaks something per request" from allocator steps.
 RSS_GROWTH_LIMIT_MB = 24.0
 WARMUP, MEASURED = 200, 300
 
@@ -65,7 +75,8 @@ def stack(tmp_path_factory):
 
     def env(port: int) -> Dict[str, str]:
         return endpoint_env("OBJECTDETECTION", port, MODEL, OBJECTDETECTION_LABELS_PATH="",
-                            OBJECTDETECTION_TIMEOUT_SECONDS=str(DEADLINE_S), OVMS_CONNECT_TIMEOUT_SECONDS="0.5")
+                            OBJECTDETECTION_TIMEOUT_SECONDS=str(DEADLINE_S),
+                            OVMS_CONNECT_TIMEOUT_SECONDS=str(CONNECT_S))
     with running_stack(cfg, env, root, timeout=90) as (server, host):
         yield {"server": server, "host": host, "proc": psutil.Process(host.proc.pid)}
 
@@ -303,6 +314,7 @@ def test_stalled_model_server_gives_504_at_the_deadline_then_recovers(stack):
         answer = json.loads(data)
         body_validator(PATH, "post", 504).validate(answer)
         assert answer["error"]["code"] == "model_timeout"
+        assert answer["error"]["message"].endswith(f"did not answer within {DEADLINE_S:g} s"), answer
         assert DEADLINE_S * 0.9 <= elapsed <= DEADLINE_S + 1.0, f"504 after {elapsed:.2f} s (deadline {DEADLINE_S} s)"
     assert _first_200_within(stack["host"].port, 10) == 200  # recovery after SIGCONT
     counts, _ = _load(stack["host"].port, 20, 4)
@@ -311,12 +323,25 @@ def test_stalled_model_server_gives_504_at_the_deadline_then_recovers(stack):
 
 # ---- 4. model server killed mid-load ----------------------------------------------------------------
 
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Return once ``condition()`` holds (``timeout`` only bounds a failure)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within {timeout:g} s"
+        time.sleep(0.05)
+
+
 def test_killed_model_server_gives_fast_503s_then_recovers_after_restart(stack):
     host_pid = stack["host"].proc.pid
     server = stack["server"]
     records: List[Tuple[float, float, int, bytes]] = []  # (start, end, status, body)
     lock = threading.Lock()
     stop = threading.Event()
+
+    def answered(since: float = 0.0) -> List[Tuple[float, float, int, bytes]]:
+        """The requests sent after ``since`` and answered so far."""
+        with lock:
+            return [r for r in records if r[0] > since]
 
     def worker():
         c = Client(stack["host"].port)
@@ -333,25 +358,26 @@ def test_killed_model_server_gives_fast_503s_then_recovers_after_restart(stack):
     for th in threads:
         th.start()
     try:
-        time.sleep(1.0)
+        _wait_for(lambda: len(answered()) >= 8, "8 answers before the kill")
         killed_at = time.monotonic()
-        server.kill()
-        time.sleep(2.5)
+        server.kill()  # SIGKILL, and the process reaped
+        dead_at = time.monotonic()
+        _wait_for(lambda: len(answered(dead_at)) >= 8, "8 answers after the kill")
     finally:
         stop.set()
         for th in threads:
             th.join(30)
     before = [r for r in records if r[1] < killed_at]
-    after = [r for r in records if r[0] > killed_at + 0.05]
+    after = answered(dead_at)
     assert before and all(r[2] == 200 for r in before)
     assert {r[2] for r in records} <= {200, 503}, f"statuses {sorted({r[2] for r in records})}"
-    assert len(after) >= 4, "too few requests after the kill to judge"
-    slow = [round(r[1] - r[0], 2) for r in after if r[1] - r[0] > 1.0]
     assert all(r[2] == 503 for r in after), f"{sum(r[2] != 503 for r in after)} non-503 after the kill"
-    assert not slow, f"503s slower than 1 s: {slow}"
-    for _, _, _, data in after[:5]:
+    for _, _, _, data in after:  # 503 model_unavailable: failed fast, not at the deadline (504)
         answer = json.loads(data)
         body_validator(PATH, "post", 503).validate(answer)
+        assert answer["error"]["code"] == "model_unavailable", answer
+    slow = [round(r[1] - r[0], 2) for r in after if r[1] - r[0] > FAST_503_S]
+    assert not slow, f"503s slower than {FAST_503_S} s: {slow}"
 
     server.restart(timeout=60)  # same arguments, same port; the app is not restarted
     status = _first_200_within(stack["host"].port, 10)
