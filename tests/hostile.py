@@ -503,32 +503,36 @@ class LoadResult:
         return ordered[len(ordered) // 2] if ordered else float("nan")
 
 
-def _post(conn, path: str, body: bytes, ctype: str) -> int:
+def _post(conn, path: str, body: bytes, ctype: str, sent: Optional[Callable[[], None]] = None) -> int:
     conn.request("POST", path, body=body, headers={"Content-Type": ctype})
+    if sent is not None:  # the whole request is in the socket: the host has it to work on
+        sent()
     response = conn.getresponse()
     response.read()
     return response.status
 
 
-def _hostile_clients(port: int, path: str, body: bytes, ctype: str, clients: int,
-                     seconds: float) -> Dict[str, object]:
-    """``clients`` threads posting ``body`` back to back for ``seconds``: statuses and latencies."""
+def _hostile_clients(port: int, path: str, body: bytes, ctype: str, clients: int) -> Dict[str, object]:
+    """``clients`` threads posting ``body`` back to back until stdin closes: statuses and latencies.
+    Prints ``ready`` once every client has sent its first request (the load is running)."""
     import http.client
+    import sys
     import threading
     import time
 
     lock = threading.Lock()
     statuses: Dict[int, int] = {}
     latencies: List[float] = []
-    deadline = time.monotonic() + seconds
+    stop = threading.Event()
+    sent = [threading.Event() for _ in range(clients)]
 
-    def client() -> None:
+    def client(first_sent: threading.Event) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         try:
-            while time.monotonic() < deadline:
+            while not stop.is_set():
                 t = time.perf_counter()
                 try:
-                    status = _post(conn, path, body, ctype)
+                    status = _post(conn, path, body, ctype, first_sent.set)
                 except (OSError, http.client.HTTPException):
                     conn.close()
                     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
@@ -537,11 +541,17 @@ def _hostile_clients(port: int, path: str, body: bytes, ctype: str, clients: int
                     statuses[status] = statuses.get(status, 0) + 1
                     latencies.append((time.perf_counter() - t) * 1000.0)
         finally:
+            first_sent.set()  # a client that failed must not hold the others' "ready"
             conn.close()
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=client, args=(e,)) for e in sent]
     for th in threads:
         th.start()
+    for e in sent:
+        e.wait()
+    print("ready", flush=True)
+    sys.stdin.read()  # until the parent closes it: the normal client's window is over
+    stop.set()
     for th in threads:
         th.join()
     return {"statuses": statuses, "ms": latencies}
@@ -553,7 +563,10 @@ def load_window(port: int, path: str, normal: bytes, seconds: float, kind: Optio
     hostile clients post ``kind``'s file back to back (each on its own kept-alive connection).
 
     The hostile clients run in another process (``python -m tests.hostile``), as they would on
-    other machines: they share the CPU with everything else but not the normal client's GIL.
+    other machines: they share the CPU with everything else but not the normal client's GIL. The
+    normal client starts once every hostile client has sent its first request, plus ``warmup``
+    seconds (the load's steady state, for bench/bench_hostile.py's ratios), and the hostile clients
+    stop only after the normal client's last answer: its whole window runs under the hostile load.
     """
     import http.client
     import json
@@ -571,9 +584,12 @@ def load_window(port: int, path: str, normal: bytes, seconds: float, kind: Optio
         root = Path(__file__).resolve().parent.parent
         proc = subprocess.Popen(
             [sys.executable, "-m", "tests.hostile", str(port), path, str(body_file), kind.content_type,
-             str(clients), str(warmup + seconds)],
-            cwd=str(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(warmup)  # the hostile load reaches its steady state
+             str(clients)],
+            cwd=str(root), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if proc.stdout.readline().strip() != "ready":  # every hostile client has sent a request
+            proc.kill()
+            raise RuntimeError(f"hostile clients failed: {proc.communicate()[1][-2000:]}")
+        time.sleep(warmup)  # the hostile load reaches its steady state (a bench figure, not a wait)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     normal_ms: List[float] = []
     normal_statuses: Dict[int, int] = {}
@@ -589,7 +605,7 @@ def load_window(port: int, path: str, normal: bytes, seconds: float, kind: Optio
     hostile_statuses: Dict[int, int] = {}
     hostile_ms: List[float] = []
     if proc is not None:
-        out, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(input="", timeout=300)  # closes stdin: the hostile clients stop
         body_file.unlink()
         if proc.returncode != 0:
             raise RuntimeError(f"hostile clients failed: {err[-2000:]}")
@@ -603,7 +619,7 @@ if __name__ == "__main__":  # the hostile clients of load_window, in their own p
     import json as _json
     import sys as _sys
 
-    _port, _path, _file, _ctype, _clients, _seconds = _sys.argv[1:7]
+    _port, _path, _file, _ctype, _clients = _sys.argv[1:6]
     with open(_file, "rb") as _f:
         _body = _f.read()
-    print(_json.dumps(_hostile_clients(int(_port), _path, _body, _ctype, int(_clients), float(_seconds))))
+    print(_json.dumps(_hostile_clients(int(_port), _path, _body, _ctype, int(_clients))))
