@@ -159,6 +159,20 @@ def _spec(port) -> TensorSpec:
     return TensorSpec(port.get_any_name(), dtype, dims)
 
 
+def _touch_numpy_views(req: ov.InferRequest) -> None:
+    """Take a numpy view of every tensor of ``req`` once, here on the loader thread.
+
+    The first numpy view in a process initialises pybind11's numpy API inside a C++ function-local
+    static of OpenVINO's bindings, and that initialisation releases the GIL while the static's guard
+    is held. Two gRPC threads taking their first ``.data`` at once then deadlock (one holds the
+    guard and waits for the GIL, the other holds the GIL and waits for the guard; pybind11 #4877),
+    and the whole server hangs, SIGTERM included. Doing it before the version turns AVAILABLE means
+    no request can ever be first.
+    """
+    for tensor in (*req.input_tensors, *req.output_tensors):
+        tensor.data  # noqa: B018 - the view is the point
+
+
 def inference_precision(compiled: ov.CompiledModel) -> str:
     """The precision a compiled model computes in ("f32", "bf16", "f16"); "" when the device does
     not report one. On CPUs with AMX, OpenVINO's default is bf16 unless plugin_config pins it."""
@@ -219,7 +233,9 @@ class ModelVersion:
             for n in port.get_names():
                 self._out_index.setdefault(n, i)
         for _ in range(nireq):
-            self._idle.put(compiled.create_infer_request())
+            req = compiled.create_infer_request()
+            _touch_numpy_views(req)
+            self._idle.put(req)
         self.nireq = nireq
         self._compiled = compiled
         self.precision = inference_precision(compiled)
@@ -277,6 +293,7 @@ class ModelVersion:
                 else:
                     req.get_input_tensor(idx).data[...] = arr
             if INFER_DELAY:
+                log.info("Test hook: holding an inference of %s for %.1f s", self.model_name, INFER_DELAY)
                 time.sleep(INFER_DELAY)
             try:
                 req.infer()
