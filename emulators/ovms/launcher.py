@@ -103,6 +103,26 @@ class ServerHandle:
         except OSError:
             return ""
 
+    def wait_for_log(self, needle: str, count: int = 1, timeout: float = 60.0) -> str:
+        """Wait until ``needle`` appears ``count`` times in the log and return the log. An event, not
+        a clock: ``timeout`` only bounds a failure, and an exited process fails at once (with the
+        log tail)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log_text()
+            if text.count(needle) >= count:
+                return text
+            if self.proc is not None and self.proc.poll() is not None:
+                text = self.log_text()  # what it wrote before exiting
+                if text.count(needle) >= count:
+                    return text
+                raise ServerStartError(f"emulator exited with code {self.proc.returncode} before logging "
+                                       f"{needle!r} x{count}:\n{self._tail()}")
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"emulator did not log {needle!r} x{count} within {timeout:.0f} s:\n"
+                                       f"{self._tail()}")
+            time.sleep(0.02)
+
     # -- lifecycle
     def _spawn(self) -> None:
         if not port_is_free(self.port):  # else wait_ready could mistake another server for this one

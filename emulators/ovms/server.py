@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from concurrent import futures
 from typing import Optional, Sequence
 
@@ -18,6 +17,7 @@ from .config import ConfigError, ServerConfig, parse_args
 from .kserve import KServeServicer
 from .kserve import add_to_server as add_kserve_to_server
 from .models import ModelManager
+from .signals import STOP_SIGNALS, block_stop_signals
 from .tfs import ModelStatusServicer, PredictionServicer
 
 log = logging.getLogger("ovms")
@@ -72,7 +72,13 @@ def build_server(cfg: ServerConfig, manager: ModelManager) -> grpc.Server:
 
 
 def serve(argv: Optional[Sequence[str]] = None) -> int:
-    """Run until SIGTERM/SIGINT, then drain in-flight requests; returns the exit code."""
+    """Run until SIGTERM/SIGINT, then drain in-flight requests; returns the exit code.
+
+    The stop signals are never handled by a Python handler: they stay blocked in every thread and the
+    main thread takes them with ``sigwait``. (A handler runs between two bytecodes of the main thread,
+    so one that sets a ``threading.Event`` can wait forever for the lock that thread holds inside
+    ``Event.wait``.)
+    """
     try:
         cfg = parse_args(argv)
     except ConfigError as exc:
@@ -87,19 +93,22 @@ def serve(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as exc:
         log.error("%s", exc)
         return 1
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stop.set())
+    block_stop_signals()  # a no-op after __main__, which blocked them before any thread existed
     server.start()
     log.info("Started gRPC server on %s (KServe v2 + TensorFlow Serving APIs); models: %s", cfg.grpc_address,
              ", ".join(m.name for m in cfg.models) or "none")
     if cfg.rest_port:
         log.warning("--rest_port %d accepted but no REST API is served by this emulator", cfg.rest_port)
     manager.start_loading()
-    while not stop.wait(0.5):
-        pass
-    log.info("Shutting down: draining in-flight requests (up to %.0f s)", DRAIN_SECONDS)
-    server.stop(grace=DRAIN_SECONDS).wait()
+    signum = signal.sigwait(STOP_SIGNALS)
+    # A second signal while draining ends the process at once (the default action), as a second Ctrl+C should.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    stopped = server.stop(grace=DRAIN_SECONDS)  # new calls are refused from here on
+    log.info("Shutting down on %s: draining in-flight requests (up to %.0f s)", signal.Signals(signum).name,
+             DRAIN_SECONDS)
+    stopped.wait()
     log.info("Server stopped")
     return 0
 
