@@ -17,13 +17,14 @@ Ctrl+C (or SIGTERM) stops every process it started.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from scripts.tooling import azurite as az
 from scripts.tooling import ovms
@@ -127,20 +128,63 @@ def upload_only(connection_string: str, detection_model: str, release: str) -> i
     return 0
 
 
+class Interrupt:
+    """The stack's SIGINT/SIGTERM handler. It does nothing that can block (no lock, no I/O):
+
+    - the first signal raises KeyboardInterrupt, which stops the start-up or the wait and runs the
+      clean-up;
+    - inside :meth:`deferred` it only notes the signal, and the KeyboardInterrupt is raised when the
+      block ends: a block that starts a process and registers it is never cut between the two, so
+      nothing started is left running unknown to :meth:`Stack.stop`;
+    - a later signal does nothing, so that the clean-up runs to its end.
+
+    (Blocking the signals with ``pthread_sigmask`` instead would hand the blocked mask on to every
+    child, which would then ignore the SIGTERM that stops it.)
+    """
+
+    def __init__(self) -> None:
+        self.taken = False
+        self.pending = False
+        self.held = 0
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.taken:
+            return
+        if self.held:
+            self.pending = True
+            return
+        self.taken = True
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """A block that a signal does not cut: one that comes during it is taken when it ends."""
+        self.held += 1
+        try:
+            yield
+        finally:
+            self.held -= 1
+        if self.pending and not self.held and not self.taken:
+            self.pending, self.taken = False, True
+            raise KeyboardInterrupt
+
+
 class Stack:
     """Processes started by the stack command, stopped in reverse order."""
 
-    def __init__(self) -> None:
+    def __init__(self, interrupt: Optional[Interrupt] = None) -> None:
         self.procs: List[Tuple[str, subprocess.Popen]] = []
         self.containers: List[str] = []
+        self.interrupt = interrupt or Interrupt()
 
     def spawn(self, what: str, cmd: List[str], env: Dict[str, str]) -> subprocess.Popen:
         _say(f"starting {what}: {' '.join(cmd)}")
         full = dict(os.environ)
         full.update(env)
         full["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), full.get("PYTHONPATH")) if p)
-        proc = subprocess.Popen(cmd, cwd=str(PROJECT_ROOT), env=full, start_new_session=True)
-        self.procs.append((what, proc))
+        with self.interrupt.deferred():  # started means registered: a signal cannot come between
+            proc = subprocess.Popen(cmd, cwd=str(PROJECT_ROOT), env=full, start_new_session=True)
+            self.procs.append((what, proc))
         return proc
 
     def stop(self) -> None:
@@ -207,13 +251,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = p.parse_args(argv)
     if args.upload_only:
         return upload_only(args.upload_only, args.detection_model, args.release)
-    stack = Stack()
-
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
 
     # Ctrl+C or SIGTERM at any point (even while starting) stops what was started; SIGINT is
     # re-armed because a shell that starts us in the background (&) has it ignored.
+    interrupt = Interrupt()
+    stack = Stack(interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGINT, interrupt)
     try:
@@ -226,15 +268,16 @@ def main(argv: Optional[List[str]] = None) -> int:
             _say("bootstrap")
             if subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "bootstrap.sh")]).returncode:
                 raise StackError("bootstrap failed")
-        cs, started = az.ensure_running("127.0.0.1", args.blob_port)
+        with interrupt.deferred():  # Azurite, once started, is registered before a signal is taken
+            cs, started = az.ensure_running("127.0.0.1", args.blob_port)
+            if started:
+                pid_file = az.DATA_DIR / "azurite.pid"
+                if pid_file.exists():
+                    pid = int(pid_file.read_text())
+                    stack.procs.append(("Azurite", _Adopted(pid)))  # type: ignore[arg-type]
+                else:
+                    stack.containers.append(az.DOCKER_NAME)
         _say(("started" if started else "reusing") + f" Azurite: {ovms.redact(cs, keep_development_key=False)}")
-        if started:
-            pid_file = az.DATA_DIR / "azurite.pid"
-            if pid_file.exists():
-                pid = int(pid_file.read_text())
-                stack.procs.append(("Azurite", _Adopted(pid)))  # type: ignore[arg-type]
-            else:
-                stack.containers.append(az.DOCKER_NAME)
         models = locate_models(args.detection_model, args.release)
         side_settings = upload_models(cs, models)
         # a development stack listens on loopback only (OVMS itself would listen everywhere)
@@ -244,8 +287,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             _say(n)
         launch = launches[0]
         if docker_available():
+            stack.containers.append("ovaas-ovms")  # registered first: stopped even if `docker run` is cut short
             subprocess.run(launch.docker, check=True, env={**os.environ, **launch.docker_env})
-            stack.containers.append("ovaas-ovms")
             proc = None
         else:
             proc = stack.spawn("model server (emulators.ovms)", launch.local, launch.local_env)
@@ -283,8 +326,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"[stack] error: {exc}", file=sys.stderr)
         return 2
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not cut the clean-up short
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        interrupt.taken = True  # a second Ctrl+C must not cut the clean-up short
         stack.stop()
 
 
