@@ -8,7 +8,6 @@ import base64
 import logging
 import json
 import re
-import time
 
 import pytest
 
@@ -129,9 +128,7 @@ def test_invocation_id_reaches_the_model_server_and_a_failure_is_logged_once(tmp
         assert len(mine) == 1, [r.getMessage() for r in mine]  # logged once, not by the adapter and again here
         assert mine[0].name == "ovaas.http" and "[join-me-" in mine[0].getMessage()
         assert mine[0].invocation_id == Ctx.invocation_id
-        deadline = time.monotonic() + 5  # measured with two busy loops: there at the first look (20 of 20)
-        while Ctx.invocation_id not in server.log_text() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        server.wait_for_log(f"request {Ctx.invocation_id} -> ")  # an event: the server's own line
         assert re.search(rf"request {Ctx.invocation_id} -> NOT_FOUND", server.log_text()), server.log_text()[-800:]
     finally:
         serving.reset()
