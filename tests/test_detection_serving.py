@@ -245,20 +245,41 @@ def _boxes(r) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _compare(ours: List[dict], oracle, threshold: float = 0.5, where: str = "", box_px: float = 1.0,
              score: float = 1e-3) -> None:
-    """Same detections as the oracle: boxes within ``box_px``, scores within ``score``, same labels."""
+    """Same detections as the oracle: boxes within ``box_px``, scores within ``score``, same labels.
+
+    Each of our detections is paired with the nearest free oracle box of its label. A box left
+    without a partner, on either side, must score within ``score`` of the threshold: there the
+    other side may have dropped it. (Dropping near-threshold boxes on each side by its own score
+    instead failed a pair that scored 0.521 and 0.5171 with a band of 0.02: one kept, one dropped.)
+    """
     boxes, scores, labels = oracle
     near = lambda s: abs(s - threshold) <= score  # noqa: E731 - either side may drop these
-    mine = [d for d in ours if not near(d["confidence"])]
-    theirs = [i for i in range(len(scores)) if not near(scores[i])]
-    assert len(mine) == len(theirs), f"{where}: {len(mine)} detections, model_api has {len(theirs)}"
-    free = set(theirs)
-    for d in mine:
+    free = set(range(len(scores)))
+    for d in sorted(ours, key=lambda d: -d["confidence"]):
         p = np.array(d["points"])
-        j = min(free, key=lambda i: np.abs(boxes[i] - p).max())
+        mates = [i for i in free if labels[i] == d["label_id"]]
+        j = min(mates, key=lambda i: np.abs(boxes[i] - p).max(), default=None)
+        if j is None or np.abs(boxes[j] - p).max() > box_px:
+            assert near(d["confidence"]), f"{where}: {d} has no partner in model_api's answer"
+            continue
         free.remove(j)
-        assert np.abs(boxes[j] - p).max() <= box_px, f"{where}: box {p} vs model_api {boxes[j]}"
-        assert d["label_id"] == labels[j], where
         assert abs(d["confidence"] - scores[j]) <= score, f"{where}: {d['confidence']} vs {scores[j]}"
+    unpaired = [(boxes[i].tolist(), float(scores[i])) for i in free if not near(scores[i])]
+    assert not unpaired, f"{where}: model_api's detections without a partner in ours: {unpaired}"
+
+
+def test_the_comparison_fails_on_what_it_must():
+    """The control of ``_compare``: near-threshold boxes may be missing on either side, nothing else."""
+    oracle = (np.array([[10, 10, 50, 90], [100, 10, 150, 90]], float), np.array([0.99, 0.5171]), np.array([1, 1]))
+    det = lambda box, conf, label=1: {"points": box, "confidence": conf, "label_id": label}  # noqa: E731
+    _compare([det([10, 10, 50, 90], 0.99), det([100, 10, 150, 90], 0.521)], oracle, score=2e-2)  # both paired
+    _compare([det([10, 10, 50, 90], 0.99)], oracle, score=2e-2)  # ours dropped the near-threshold one
+    for wrong in ([det([15, 10, 50, 90], 0.99)],                              # a box 5 px off
+                  [det([10, 10, 50, 90], 0.90)],                              # a score 0.09 off
+                  [det([10, 10, 50, 90], 0.99, label=2)],                     # another label
+                  [det([10, 10, 50, 90], 0.99), det([300, 10, 350, 90], 0.8)]):  # one more box
+        with pytest.raises(AssertionError):
+            _compare(wrong, oracle, box_px=2.0, score=2e-2)
 
 
 @pytest.mark.parametrize("name", REAL)
@@ -302,7 +323,8 @@ def test_oracle_comparisons_run_at_f32(server):
 #   person-detection-retail-0013        bf16: 40 detections, worst box 1.37 px, worst score 1.39e-2
 #   (the same three at f32: 0.50 px / 5.0e-7, 0.50 px / 4.9e-7, 0.53 px / 4.4e-4)
 # The first two are INT8 models, which bf16 leaves alone. The bounds below are the worst bf16 figures
-# with about 1.5x headroom; on CPUs whose default is f32 (AMD EPYC) they hold with room to spare.
+# with about 1.5x headroom. An AMD EPYC with avx512_bf16 but no AMX (family 25 model 17) defaults to
+# bf16 as well: 0.50 / 4.7e-7, 0.50 / 5.0e-7, 1.19 px / 6.7e-3 there, no box unpaired.
 DEFAULT_PRECISION_BOX_PX = 2.0
 DEFAULT_PRECISION_SCORE = 2e-2
 
