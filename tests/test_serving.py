@@ -21,6 +21,7 @@ from scripts.tooling.azurite import free_port
 from shared import config, errors, serving
 from shared.serving.grpc_common import STATUS_TABLE, ManagedChannel, error_from_status
 from shared.serving.kserve import KServeAdapter
+from tests.fake_stub import FutureStub
 
 
 #: The longest a held call waits for its event before the fake server answers anyway: only
@@ -330,7 +331,7 @@ def test_injected_stub_is_used():
         def ensure_ready(self, what):
             return None
 
-    a = KServeAdapter(ReadyChannel(), "m", None, 1.0, stub=Stub())
+    a = KServeAdapter(ReadyChannel(), "m", None, 1.0, stub=FutureStub(Stub()))
     assert a.infer({"x": np.zeros(1, np.float32)})["y"].tolist() == [7, 8]
 
 
@@ -354,7 +355,7 @@ def test_bad_output_shape_is_502():
             return None
 
     with pytest.raises(errors.BadModelOutput):
-        KServeAdapter(ReadyChannel(), "m", None, 1.0, stub=Stub()).infer({"x": np.zeros(1, np.float32)})
+        KServeAdapter(ReadyChannel(), "m", None, 1.0, stub=FutureStub(Stub())).infer({"x": np.zeros(1, np.float32)})
 
 
 def test_status_table_is_complete_for_the_issue_cases():
@@ -407,7 +408,7 @@ def test_inputs_are_cast_to_the_types_the_metadata_declares(declared, np_type, e
     columns = np.array([[0.4, -7.0], [2.0, -7.0], [300.0, -7.0]], np.float32)
     x = columns[:, 0][None]  # [1, 3], not contiguous
     assert not x.flags.c_contiguous
-    KServeAdapter(ReadyChannel(), "m", None, 1.0, stub=Stub()).infer({"x": x})
+    KServeAdapter(ReadyChannel(), "m", None, 1.0, stub=FutureStub(Stub())).infer({"x": x})
     assert sent["type"] == declared and sent["shape"] == [1, 3]
     assert sent["values"] == pytest.approx(expected, rel=1e-3)
 

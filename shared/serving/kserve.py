@@ -48,6 +48,10 @@ class _Stub:
                                               response_deserializer=service_pb2.ModelInferResponse.FromString)
 
 
+#: How long past a call's deadline we wait for gRPC to report it before giving up ourselves.
+DEADLINE_GRACE_S = 0.05
+
+
 def _as_is(data: bytes) -> bytes:
     return data
 
@@ -95,9 +99,22 @@ class KServeAdapter(CachedMetadataAdapter):
         return f"{self.model_name!r}" + (f" version {self.model_version}" if self.model_version else "")
 
     def _call(self, method: str, request: Any, timeout: float) -> Any:
+        """One call with ``timeout`` as its deadline, and no wait past it.
+
+        gRPC's own deadline is not enough: with the server stalled (its process stopped, so it
+        reads nothing), calls whose request bytes were still queued behind the HTTP/2 window ended
+        only when the keepalive gave up on the connection, 5.3 s instead of 1 s (three of four
+        concurrent 2 MB calls, on a loaded 2-core machine). So the call runs as a future that we
+        wait on for the deadline, and cancel past it.
+        """
         self._channel.ensure_ready(self._label)
         try:
-            return getattr(self._stub, method)(request, timeout=timeout)
+            future = getattr(self._stub, method).future(request, timeout=timeout)
+            try:
+                return future.result(timeout=timeout + DEADLINE_GRACE_S)
+            except grpc.FutureTimeoutError:
+                future.cancel()
+                raise error_from_status(grpc.StatusCode.DEADLINE_EXCEEDED, "", self._label, timeout) from None
         except grpc.RpcError as exc:  # logged once, by shared.http, as the error it maps to
             code = exc.code() if hasattr(exc, "code") else None
             details = exc.details() if hasattr(exc, "details") else str(exc)
