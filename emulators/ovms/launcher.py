@@ -209,9 +209,25 @@ class ServerHandle:
         self._signal(signal.SIGKILL)
         return self.proc.wait(10)
 
-    def pause(self) -> None:
-        """SIGSTOP: the port stays open but nothing is answered (a stalled server)."""
+    def pause(self, timeout: float = 60.0) -> None:
+        """SIGSTOP: the port stays open but nothing is answered (a stalled server). Returns once
+        every thread of the process is stopped: the signal takes effect when each thread is next
+        scheduled, and on a loaded machine a request sent right after ``kill`` was still answered."""
         self._signal(signal.SIGSTOP)
+        deadline = time.monotonic() + timeout  # only bounds a failure
+        while not self._all_threads_stopped():
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"emulator not stopped {timeout:.0f} s after SIGSTOP")
+            time.sleep(0.005)
+
+    def _all_threads_stopped(self) -> bool:
+        """Every thread in state T (stopped), from Linux ``/proc/<pid>/task/*/stat``."""
+        try:
+            tasks = list(Path(f"/proc/{self.pid}/task").iterdir())
+            states = [(t / "stat").read_text().rsplit(")", 1)[1].split()[0] for t in tasks]
+        except (FileNotFoundError, ProcessLookupError):
+            return self.proc is not None and self.proc.poll() is not None
+        return bool(states) and all(s in ("T", "t") for s in states)
 
     def resume(self) -> None:
         """SIGCONT after :meth:`pause`."""
