@@ -3,7 +3,7 @@
 Locally they come from ``local.settings.json`` ``Values``; in Azure from the App Settings. Every
 endpoint has a settings prefix (``shared.catalog``) and reads ``<PREFIX>_IPADDRESS``,
 ``<PREFIX>_PORT``, ``<PREFIX>_MODEL_NAME``, ``<PREFIX>_MODEL_VERSION``, with optional per-model
-overrides of the global ``OVMS_API`` and ``OVMS_TIMEOUT_SECONDS``. Defaults (model names, side-file
+overrides of the global ``OVMS_API``, ``OVMS_TIMEOUT_SECONDS`` and ``OVMS_TLS``. Defaults (model names, side-file
 locations) come from the catalog.
 
 A malformed setting is a deployment fault: ``SettingsError`` (503, naming the setting). Its value is
@@ -19,12 +19,12 @@ from shared import catalog
 from shared.errors import Misconfigured
 
 #: per-endpoint settings: <PREFIX>_<NAME>
-MODEL_SETTINGS = ("IPADDRESS", "PORT", "MODEL_NAME", "MODEL_VERSION", "OVMS_API", "TIMEOUT_SECONDS")
+MODEL_SETTINGS = ("IPADDRESS", "PORT", "MODEL_NAME", "MODEL_VERSION", "OVMS_API", "TIMEOUT_SECONDS", "TLS")
 #: app-wide settings this module reads
 GLOBAL_SETTINGS = ("OVMS_API", "OVMS_TIMEOUT_SECONDS", "OVMS_CONNECT_TIMEOUT_SECONDS",
                    "OVMS_METADATA_TTL_SECONDS", "MAX_BODY_BYTES", "MAX_IMAGE_PIXELS", "MAX_IMAGE_SIDE",
                    "HEALTH_CACHE_SECONDS", "AZURE_STORAGE_CONNECTION_STRING", "AzureWebJobsStorage",
-                   "PYTHON_THREADPOOL_THREAD_COUNT")
+                   "PYTHON_THREADPOOL_THREAD_COUNT", "OVMS_TLS", "OVMS_TLS_CA_FILE")
 
 API_KSERVE = "kserve"
 API_TFS = "tfs"
@@ -73,6 +73,21 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
     return value
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise SettingsError(name, "must be true or false")
+
+
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = _get(env, name)
     if raw is None:
@@ -99,6 +114,8 @@ class ModelSettings:
     timeout_s: float  # deadline of one inference call
     connect_timeout_s: float  # how long to wait for a channel to become ready
     metadata_ttl_s: float  # how long cached metadata is trusted
+    tls: bool = False  # gRPC over TLS (a TLS-terminating ingress in front of OVMS), else plain
+    tls_ca_file: Optional[str] = None  # PEM roots to trust instead of the system's (TLS only)
 
     @property
     def address(self) -> str:
@@ -130,6 +147,8 @@ def model_settings(prefix: str, env: Optional[Mapping[str, str]] = None) -> Mode
         timeout_s=_float(e, f"{prefix}_TIMEOUT_SECONDS", _float(e, "OVMS_TIMEOUT_SECONDS", 10.0)),
         connect_timeout_s=_float(e, "OVMS_CONNECT_TIMEOUT_SECONDS", 0.5),
         metadata_ttl_s=_float(e, "OVMS_METADATA_TTL_SECONDS", 300.0),
+        tls=_bool(e, f"{prefix}_TLS", _bool(e, "OVMS_TLS", False)),
+        tls_ca_file=_get(e, "OVMS_TLS_CA_FILE"),
     )
 
 

@@ -5,7 +5,7 @@ by the IaC and listed in README, and that the scan finds nothing the declaration
 
 How the scan finds settings (every module in ``shared/``):
 
-- calls of the settings readers (``_get``, ``_float``, ``_int`` in shared/config.py,
+- calls of the settings readers (``_get``, ``_float``, ``_int``, ``_bool`` in shared/config.py,
   ``side_file_location``, ``os.environ.get``, ``os.getenv``,
   ``os.environ[...]``) whose setting-name argument is a string literal, a module constant, or an
   f-string ``f"{prefix}_SUFFIX"`` (a per-endpoint setting ``<PREFIX>_SUFFIX``);
@@ -22,7 +22,7 @@ from typing import Dict, FrozenSet, Iterable, Optional, Set
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT / "shared"
 
-READERS = {"_get": 1, "_float": 1, "_int": 1, "side_file_location": 0, "getenv": 0}
+READERS = {"_get": 1, "_float": 1, "_int": 1, "_bool": 1, "side_file_location": 0, "getenv": 0}
 # Set by the Functions platform itself (the IaC gives it through the storage arguments).
 PLATFORM_SETTINGS = frozenset({"AzureWebJobsStorage"})
 

@@ -16,6 +16,8 @@ locals {
     OVMS_TIMEOUT_SECONDS         = tostring(var.ovms_timeout_seconds)
     OVMS_CONNECT_TIMEOUT_SECONDS = tostring(var.ovms_connect_timeout_seconds)
     OVMS_METADATA_TTL_SECONDS    = tostring(var.ovms_metadata_ttl_seconds)
+    OVMS_TLS                     = "false"
+    OVMS_TLS_CA_FILE             = ""
     HEALTH_CACHE_SECONDS         = tostring(var.health_cache_seconds)
     MAX_BODY_BYTES               = tostring(var.max_body_bytes)
     MAX_IMAGE_PIXELS             = tostring(var.max_image_pixels)
@@ -34,6 +36,7 @@ locals {
     HUMANPOSE_MODEL_VERSION   = var.model_version
     HUMANPOSE_OVMS_API        = "kserve"
     HUMANPOSE_TIMEOUT_SECONDS = tostring(var.model_timeout_seconds["HUMANPOSE"])
+    HUMANPOSE_TLS             = "false"
 
     HANDWRITTEN_IPADDRESS       = lookup(var.ovms_hosts, "HANDWRITTEN", "")
     HANDWRITTEN_PORT            = tostring(var.ovms_port)
@@ -41,6 +44,7 @@ locals {
     HANDWRITTEN_MODEL_VERSION   = var.model_version
     HANDWRITTEN_OVMS_API        = "kserve"
     HANDWRITTEN_TIMEOUT_SECONDS = tostring(var.model_timeout_seconds["HANDWRITTEN"])
+    HANDWRITTEN_TLS             = "false"
 
     COLORIZATION_IPADDRESS       = lookup(var.ovms_hosts, "COLORIZATION", "")
     COLORIZATION_PORT            = tostring(var.ovms_port)
@@ -48,6 +52,7 @@ locals {
     COLORIZATION_MODEL_VERSION   = var.model_version
     COLORIZATION_OVMS_API        = "kserve"
     COLORIZATION_TIMEOUT_SECONDS = tostring(var.model_timeout_seconds["COLORIZATION"])
+    COLORIZATION_TLS             = "false"
 
     OBJECTDETECTION_IPADDRESS       = lookup(var.ovms_hosts, "OBJECTDETECTION", "")
     OBJECTDETECTION_PORT            = tostring(var.ovms_port)
@@ -55,6 +60,7 @@ locals {
     OBJECTDETECTION_MODEL_VERSION   = var.model_version
     OBJECTDETECTION_OVMS_API        = "kserve"
     OBJECTDETECTION_TIMEOUT_SECONDS = tostring(var.model_timeout_seconds["OBJECTDETECTION"])
+    OBJECTDETECTION_TLS             = "false"
 
     # One worker thread per request the platform may send to an instance (http_concurrency): the
     # handlers are synchronous, so each request in flight holds one thread of the instance's one

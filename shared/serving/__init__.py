@@ -2,14 +2,15 @@
 
 ``get_adapter(settings)`` returns the worker's single adapter for a model (one gRPC channel per
 model-server address, reused across invocations). The API is chosen by the ``OVMS_API``
-setting: ``kserve`` (default; OVMS 2026.3+ serves only this) or ``tfs`` (OVMS <= 2026.2).
+setting: ``kserve`` (default; OVMS 2026.3+ serves only this) or ``tfs`` (OVMS <= 2026.2); the
+channel is plain or TLS by ``<PREFIX>_TLS`` / ``OVMS_TLS`` (``shared.serving.grpc_common``).
 gRPC modules are imported on first use, keeping function-module import cheap.
 """
 from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Dict, Tuple
+from typing import TYPE_CHECKING, Dict
 
 from shared.config import API_TFS, ModelSettings
 
@@ -18,26 +19,31 @@ if TYPE_CHECKING:  # pragma: no cover
     from shared.serving.grpc_common import ManagedChannel
 
 _adapters: Dict[tuple, "InferenceAdapter"] = {}
-_channels: Dict[Tuple[str, float], "ManagedChannel"] = {}
+_channels: Dict[tuple, "ManagedChannel"] = {}
 _lock = threading.Lock()
 
 
 def get_adapter(settings: ModelSettings) -> "InferenceAdapter":
     """The cached adapter for ``settings`` (created on first use)."""
     key = (settings.api, settings.address, settings.model_name, settings.model_version,
-           settings.timeout_s, settings.connect_timeout_s, settings.metadata_ttl_s)
+           settings.timeout_s, settings.connect_timeout_s, settings.metadata_ttl_s,
+           settings.tls, settings.tls_ca_file)
     adapter = _adapters.get(key)
     if adapter is not None:
         return adapter
     with _lock:
         adapter = _adapters.get(key)
         if adapter is None:
-            from shared.serving.grpc_common import ManagedChannel
+            from shared.serving.grpc_common import ManagedChannel, read_ca_file, tls_channel_factory
 
-            channel_key = (settings.address, settings.connect_timeout_s)
+            channel_key = (settings.address, settings.connect_timeout_s, settings.tls, settings.tls_ca_file)
             channel = _channels.get(channel_key)
             if channel is None:
-                channel = ManagedChannel(settings.address, settings.connect_timeout_s)
+                factory = None
+                if settings.tls:
+                    roots = read_ca_file(settings.tls_ca_file) if settings.tls_ca_file else None
+                    factory = tls_channel_factory(roots)
+                channel = ManagedChannel(settings.address, settings.connect_timeout_s, factory, settings.tls)
                 _channels[channel_key] = channel
             if settings.api == API_TFS:
                 from shared.serving.tfs import TfsAdapter as cls

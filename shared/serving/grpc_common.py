@@ -6,6 +6,12 @@ a request in well under a second instead of waiting for the inference deadline; 
 back-off is capped low so the first request after the server returns gets through. Every call
 carries the invocation id as ``x-request-id`` metadata (``shared.logs``).
 
+The channel is plain (local, in-cluster) or TLS (``<PREFIX>_TLS`` / ``OVMS_TLS``): OVMS itself
+serves plain gRPC, and a TLS-terminating ingress in front of it (Azure Container Apps) takes TLS on
+443. TLS trusts the system's roots, or the PEM bundle named by ``OVMS_TLS_CA_FILE``. A certificate
+the client does not trust never lets the channel become ready: the request gets the same fast 503
+as an unreachable server, saying TLS is on.
+
 Adapters do not log failures: they raise the app's error, and ``shared.http`` logs it once.
 """
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Type
 
 import grpc
@@ -99,14 +106,40 @@ class _ForwardInvocationId(grpc.UnaryUnaryClientInterceptor):
         return continuation(details, request)
 
 
+def read_ca_file(path: str, setting: str = "OVMS_TLS_CA_FILE") -> bytes:
+    """The PEM roots at ``path`` (relative paths from the app's root); a file that cannot be read
+    or holds no certificate is a deployment fault naming the setting, never the path."""
+    from shared.config import SettingsError
+    from shared.resources import APP_ROOT
+
+    file = Path(path)
+    if not file.is_absolute():
+        file = APP_ROOT / file
+    try:
+        data = file.read_bytes()
+    except OSError:
+        raise SettingsError(setting, "names a file that cannot be read") from None
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise SettingsError(setting, "names a file with no PEM certificate")
+    return data
+
+
+def tls_channel_factory(root_certificates: Optional[bytes]) -> Callable[[str], grpc.Channel]:
+    """A factory of TLS channels trusting ``root_certificates`` (None: the system's roots)."""
+    credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+    return lambda address: grpc.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+
+
 class ManagedChannel:
     """A gRPC channel to one address whose readiness is tracked and checked before calls.
-    ``channel`` is the connection; stubs are built on ``calls``, which adds the request id."""
+    ``channel`` is the connection; stubs are built on ``calls``, which adds the request id.
+    ``tls`` only words the 503 of a channel that never becomes ready (its factory makes it TLS)."""
 
     def __init__(self, address: str, connect_timeout_s: float,
-                 channel_factory: Optional[Callable[[str], grpc.Channel]] = None) -> None:
+                 channel_factory: Optional[Callable[[str], grpc.Channel]] = None, tls: bool = False) -> None:
         self.address = address
         self.connect_timeout_s = connect_timeout_s
+        self.tls = tls
         factory = channel_factory or (lambda a: grpc.insecure_channel(a, options=CHANNEL_OPTIONS))
         self.channel = factory(address)
         self.calls = grpc.intercept_channel(self.channel, _ForwardInvocationId())
@@ -130,7 +163,9 @@ class ManagedChannel:
             future.result(timeout=self.connect_timeout_s)
         except grpc.FutureTimeoutError:
             future.cancel()
-            raise ModelUnreachable(f"model server for {what} is unreachable") from None
+            hint = (" over TLS (check that it serves TLS with a certificate this app trusts: "
+                    "system roots or OVMS_TLS_CA_FILE)") if self.tls else ""
+            raise ModelUnreachable(f"model server for {what} is unreachable{hint}") from None
 
     def stop_watching(self) -> None:
         """Stop tracking connectivity (gRPC's polling thread exits within ~0.2 s)."""
