@@ -36,7 +36,7 @@ def parse_request_http(text: str, base: Path, variables: Dict[str, str]) -> List
     """The requests of a VS Code REST Client file: `### title`, `METHOD URL`, headers, blank line,
     body (`< path` includes a file, relative to the .http file)."""
     for line in text.splitlines():
-        m = re.match(r"^@(\w+)\s*=\s*(.+)$", line.strip())
+        m = re.match(r"^@(\w+)\s*=\s*(.*)$", line.strip())
         if m:
             variables.setdefault(m.group(1), m.group(2).strip())
     out = []
@@ -50,7 +50,7 @@ def parse_request_http(text: str, base: Path, variables: Dict[str, str]) -> List
         headers, i = {}, 1
         while i < len(rest) and rest[i].strip():
             k, v = rest[i].split(":", 1)
-            headers[k.strip()] = v.strip()
+            headers[k.strip()] = re.sub(r"\{\{(\w+)\}\}", lambda m: variables[m.group(1)], v.strip())
             i += 1
         lines = rest[i + 1:]
         while lines and not lines[-1].strip():

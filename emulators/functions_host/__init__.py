@@ -20,8 +20,12 @@ Behaviour, and where it deliberately differs from Core Tools:
   already set (non-empty) in the real environment wins. ``Host.LocalHttpPort``, ``Host.CORS`` and
   ``Host.CORSCredentials`` are honoured; ``--port``/``--cors`` override them.
 * ``authLevel`` ``function``/``admin``: like Core Tools, keys are not checked locally (any ``code``
-  query parameter or ``x-functions-key`` header is accepted, and so is none). ``--require-keys``
-  demands a non-empty key (401 otherwise) to catch clients that forget it.
+  query parameter or ``x-functions-key`` header is accepted, and so is none), and the startup log
+  says so. ``--enforce-keys`` (``FUNCTIONS_HOST_ENFORCE_KEYS=1``) checks them as Azure does: the
+  ``x-functions-key`` header or ``?code=`` must equal the key in ``FUNCTIONS_HOST_FUNCTION_KEY``,
+  else a key made for the run and printed at startup (401 otherwise; anonymous routes stay open).
+  ``--require-keys`` only demands a non-empty key, to catch clients that forget it. The check is
+  the front's, so both invocation modes behave the same.
 * A function that raises (or returns what its HTTP binding cannot send): 500, empty body, as the
   real host maps a failed invocation; the stack trace goes to the log only.
 * What the host itself refuses gets the app's error shape ``{"error": {"code", "message"}}``

@@ -6,11 +6,12 @@ import asyncio
 import errno
 import logging
 import os
+import secrets
 import signal
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from aiohttp import web
 
@@ -20,6 +21,20 @@ from emulators.functions_host.front import FrontLimits
 from emulators.functions_host.invocation import MODES
 
 log = logging.getLogger("functions_host")
+
+#: the key --enforce-keys checks against, when set (else one is made and printed)
+KEY_VARIABLE = "FUNCTIONS_HOST_FUNCTION_KEY"
+
+
+def function_key(enforce: bool) -> Tuple[Optional[str], str]:
+    """The key to enforce (None when not enforcing) and how to say where it came from."""
+    if not enforce:
+        return None, ""
+    given = os.environ.get(KEY_VARIABLE, "")
+    if given:
+        return given, f"Function key: the value of {KEY_VARIABLE}."
+    made = secrets.token_urlsafe(32)
+    return made, f"Function key (made for this run; set {KEY_VARIABLE} to choose one): {made}"
 
 
 class _HostFormatter(logging.Formatter):
@@ -58,6 +73,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    default=os.environ.get("FUNCTIONS_HOST_REQUIRE_KEYS", "").lower() in ("1", "true"),
                    help="reject function/admin-level calls without ?code= or x-functions-key "
                         "(Core Tools does not check keys locally; neither does this host by default)")
+    p.add_argument("--enforce-keys", action="store_true",
+                   default=os.environ.get("FUNCTIONS_HOST_ENFORCE_KEYS", "").lower() in ("1", "true"),
+                   help="check function/admin-level calls against one key, as Azure does: the "
+                        f"{KEY_VARIABLE} environment variable, else a key made for this run and "
+                        "printed at startup (x-functions-key header or ?code=; 401 otherwise)")
     p.add_argument("--mode", choices=("auto", *MODES),
                    default=os.environ.get("FUNCTIONS_HOST_MODE", "auto") or "auto",
                    help="how functions are loaded and invoked: 'worker' = Microsoft's Python worker "
@@ -92,7 +112,7 @@ def choose_invoker(requested: str, root: Path):
     return InHouseInvoker(root)
 
 
-async def _serve(host, bind: str, port: int) -> int:
+async def _serve(host, bind: str, port: int, key_origin: str = "") -> int:
     try:
         await host.start()
     except (AppConfigError, RuntimeError) as exc:
@@ -115,6 +135,9 @@ async def _serve(host, bind: str, port: int) -> int:
         print(f"Cannot listen on {bind}:{port}: {exc}", file=sys.stderr)
         return 2
     print(host.banner(), flush=True)
+    print(host.key_notice(), flush=True)
+    if key_origin:
+        print(key_origin, flush=True)
     print(f"Host started: listening on http://{bind}:{port} (Ctrl+C to stop)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -167,16 +190,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         limits = FrontLimits.from_env(headers_timeout=args.headers_timeout,
                                       keepalive_timeout=args.keepalive_timeout,
                                       min_body_rate=args.min_body_rate, body_grace=args.body_grace)
+        key, key_origin = function_key(args.enforce_keys)
         invoker = choose_invoker(args.mode, root)
         host = FunctionsHost(root, port, invoker, cors=cors, cors_credentials=creds,
-                             require_keys=args.require_keys, limits=limits,
+                             require_keys=args.require_keys, limits=limits, function_key=key,
                              invocation_id_header=os.environ.get(
                                  "FUNCTIONS_HOST_INVOCATION_ID_HEADER", ""))
     except (AppConfigError, ValueError, RuntimeError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_serve(host, args.host, port))
+        return asyncio.run(_serve(host, args.host, port, key_origin))
     except KeyboardInterrupt:
         return 0
 

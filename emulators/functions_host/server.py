@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email.message
+import hmac
 import importlib
 import importlib.util
 import json
@@ -132,7 +133,7 @@ class FunctionsHost:
     def __init__(self, root: Path, port: int, invoker: Invoker, *,
                  cors: Optional[List[str]] = None, cors_credentials: bool = False,
                  require_keys: bool = False, limits: Optional[FrontLimits] = None,
-                 invocation_id_header: str = "") -> None:
+                 invocation_id_header: str = "", function_key: Optional[str] = None) -> None:
         self.root = root.resolve()
         self.port = port
         self.invoker = invoker
@@ -140,6 +141,8 @@ class FunctionsHost:
         self.cors = cors or []
         self.cors_credentials = cors_credentials
         self.require_keys = require_keys
+        # --enforce-keys: the one key function/admin-level routes accept (None: not enforced)
+        self.function_key = function_key
         self.limits = limits or FrontLimits.from_env()
         # A test knob (FUNCTIONS_HOST_INVOCATION_ID_HEADER): take the invocation id from this
         # request header when it holds a UUID, so two hosts can be compared answer for answer.
@@ -323,6 +326,30 @@ class FunctionsHost:
                                       for f in self.functions])
         return None
 
+    def _key_accepted(self, spec: FunctionSpec, request: web.BaseRequest) -> bool:
+        """Whether the request may call ``spec``: anonymous routes always; function/admin ones
+        with any key or none by default (Core Tools), a non-empty key with ``require_keys``, the
+        host's key with ``function_key`` (the x-functions-key header, else ?code=, as the real host
+        reads them)."""
+        if spec.auth_level not in ("function", "admin"):
+            return True
+        given = request.headers.get("x-functions-key") or request.query.get("code") or ""
+        if self.function_key is not None:
+            return hmac.compare_digest(given.encode("utf-8", "replace"), self.function_key.encode("utf-8"))
+        return bool(given) or not self.require_keys
+
+    def key_notice(self) -> str:
+        """The startup line that says whether keys are checked (Core Tools does not check them)."""
+        keyed = [f.spec.name for f in self.functions if f.spec.auth_level in ("function", "admin")]
+        if self.function_key is not None:
+            return (f"Function keys are enforced on {len(keyed)} function(s) with authLevel function/admin "
+                    "(--enforce-keys): pass the x-functions-key header or ?code=; anonymous routes stay open.")
+        if self.require_keys:
+            return ("Function keys are required but not checked (--require-keys): any non-empty "
+                    "x-functions-key or ?code= is accepted.")
+        return (f"Function keys are not checked locally (as with Core Tools): the {len(keyed)} function(s) "
+                "with authLevel function/admin accept any key or none. --enforce-keys checks them.")
+
     def _invocation_id(self, request: web.BaseRequest) -> str:
         if self.invocation_id_header:
             given = request.headers.get(self.invocation_id_header, "")
@@ -352,8 +379,7 @@ class FunctionsHost:
                                       f"{request.method} is not allowed for function "
                                       f"'{fn.spec.name}'; allowed: {', '.join(methods)}",
                                       {"Allow": ", ".join(methods)})
-                elif self.require_keys and fn.spec.auth_level in ("function", "admin") and not (
-                        request.query.get("code") or request.headers.get("x-functions-key")):
+                elif not self._key_accepted(fn.spec, request):
                     resp = json_error(401, "unauthorized",
                                       f"function '{fn.spec.name}' has authLevel "
                                       f"'{fn.spec.auth_level}': pass ?code=<key> or the "
