@@ -24,7 +24,8 @@ MODEL_SETTINGS = ("IPADDRESS", "PORT", "MODEL_NAME", "MODEL_VERSION", "OVMS_API"
 GLOBAL_SETTINGS = ("OVMS_API", "OVMS_TIMEOUT_SECONDS", "OVMS_CONNECT_TIMEOUT_SECONDS",
                    "OVMS_METADATA_TTL_SECONDS", "MAX_BODY_BYTES", "MAX_IMAGE_PIXELS", "MAX_IMAGE_SIDE",
                    "HEALTH_CACHE_SECONDS", "AZURE_STORAGE_CONNECTION_STRING", "AzureWebJobsStorage",
-                   "PYTHON_THREADPOOL_THREAD_COUNT", "OVMS_TLS", "OVMS_TLS_CA_FILE")
+                   "PYTHON_THREADPOOL_THREAD_COUNT", "OVMS_TLS", "OVMS_TLS_CA_FILE",
+                   "AZURE_STORAGE_ACCOUNT_URL")
 
 API_KSERVE = "kserve"
 API_TFS = "tfs"
@@ -193,6 +194,42 @@ def side_file_location(setting: str, env: Optional[Mapping[str, str]] = None) ->
     the setting is absent (None when there is neither)."""
     side = catalog.side_file(setting)
     return _get(_env(env), setting, side.default if side else None)
+
+
+@dataclass(frozen=True)
+class StorageSource:
+    """How ``az://`` side files are reached: a connection string (Azurite locally, or a key where
+    a team chooses one), or an account URL read with the app's Azure identity (no key)."""
+
+    setting: str  # the setting the value came from (named in errors, never the value)
+    connection_string: Optional[str] = None
+    account_url: Optional[str] = None
+
+    @property
+    def uses_identity(self) -> bool:
+        return self.account_url is not None
+
+
+def storage_source(env: Optional[Mapping[str, str]] = None) -> Optional[StorageSource]:
+    """Where side files are read: AZURE_STORAGE_CONNECTION_STRING, else AZURE_STORAGE_ACCOUNT_URL
+    (``https://<account>.blob.core.windows.net``, read through ``DefaultAzureCredential``: the
+    managed identity on Azure, the Azure CLI login on a workstation), else the AzureWebJobsStorage
+    connection string (``UseDevelopmentStorage=true`` = the local Azurite); None when none is set.
+    An account URL that is not an https (or, for Azurite, http) URL is a SettingsError."""
+    e = _env(env)
+    conn = _get(e, "AZURE_STORAGE_CONNECTION_STRING")
+    if conn:
+        return StorageSource("AZURE_STORAGE_CONNECTION_STRING", connection_string=conn)
+    url = _get(e, "AZURE_STORAGE_ACCOUNT_URL")
+    if url:
+        scheme, _, rest = url.partition("://")
+        if scheme.lower() not in ("https", "http") or not rest.strip("/"):
+            raise SettingsError("AZURE_STORAGE_ACCOUNT_URL", "is not an https:// account URL")
+        return StorageSource("AZURE_STORAGE_ACCOUNT_URL", account_url=url.rstrip("/"))
+    conn = _get(e, "AzureWebJobsStorage")
+    if conn:
+        return StorageSource("AzureWebJobsStorage", connection_string=conn)
+    return None
 
 
 def storage_connection_string(env: Optional[Mapping[str, str]] = None) -> Optional[str]:

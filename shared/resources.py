@@ -1,8 +1,10 @@
 """Side files a task needs (char lists, colour coefficients, labels), read once per worker.
 
 A location is a local path or ``az://container/path/in/container``; the latter is read with
-azure-storage-blob using ``shared.config.storage_connection_string()``, so a deployed app reads
-them from the same storage account that holds the models. Relative local paths are resolved
+azure-storage-blob from the account ``shared.config.storage_source()`` names, so a deployed app
+reads them from the same storage account that holds the models: with a connection string (Azurite
+locally), or with an account URL and ``azure-identity``'s ``DefaultAzureCredential`` (the Function
+App's managed identity on Azure: no key in its settings). Relative local paths are resolved
 against the app's root folder (where host.json lives).
 """
 from __future__ import annotations
@@ -81,14 +83,12 @@ def _read_uncached(location: str, setting: str, timeout_s: float) -> bytes:
             container, blob = parse_az_url(location)
         except ValueError as exc:
             raise Misconfigured(f"side file location is invalid{where}: {exc}") from None
-        conn = config.storage_connection_string()
-        if not conn:
-            raise Misconfigured(f"side file {location}{where} needs AZURE_STORAGE_CONNECTION_STRING")
+        source = config.storage_source()
+        if source is None:
+            raise Misconfigured(f"side file {location}{where} needs AZURE_STORAGE_ACCOUNT_URL "
+                                "(identity) or AZURE_STORAGE_CONNECTION_STRING")
         try:
-            from azure.storage.blob import BlobServiceClient  # imported on first use only
-
-            service = BlobServiceClient.from_connection_string(
-                conn, connection_timeout=timeout_s, read_timeout=timeout_s, retry_total=0)
+            service = blob_service(source, timeout_s)
             probe_endpoint(service.url, timeout_s)
             data = service.get_blob_client(container, blob).download_blob(
                 timeout=max(1, int(timeout_s))).readall()
@@ -107,6 +107,33 @@ def _read_uncached(location: str, setting: str, timeout_s: float) -> bytes:
         raise Misconfigured(f"side file {location}{where} was not found") from None
     log.info("read side file %s (%d bytes)", path, len(data))
     return data
+
+
+_credential = None
+_credential_lock = threading.Lock()
+
+
+def credential():
+    """The worker's one ``DefaultAzureCredential`` (it caches its tokens): the managed identity
+    on Azure, the Azure CLI login on a workstation."""
+    global _credential
+    with _credential_lock:
+        if _credential is None:
+            from azure.identity import DefaultAzureCredential  # imported on first use only
+
+            _credential = DefaultAzureCredential()
+        return _credential
+
+
+def blob_service(source: config.StorageSource, timeout_s: float = STORAGE_TIMEOUT_S):
+    """A BlobServiceClient for ``source``: from its connection string, or its account URL with
+    :func:`credential` (no request is made here)."""
+    from azure.storage.blob import BlobServiceClient  # imported on first use only
+
+    options = dict(connection_timeout=timeout_s, read_timeout=timeout_s, retry_total=0)
+    if source.uses_identity:
+        return BlobServiceClient(source.account_url, credential=credential(), **options)
+    return BlobServiceClient.from_connection_string(source.connection_string, **options)
 
 
 def probe_endpoint(url: str, timeout_s: float) -> None:

@@ -160,3 +160,54 @@ def test_storage_that_does_not_answer_is_a_fast_503(tmp_path, monkeypatch, caplo
         os.killpg(proc.pid, signal.SIGCONT)
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+# --- which storage the side files come from --------------------------------------------------
+
+ACCOUNT_URL = "https://ovaasacct.blob.core.windows.net"
+
+
+@pytest.mark.parametrize("env, setting, identity", [
+    ({"AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true", "AZURE_STORAGE_ACCOUNT_URL": ACCOUNT_URL},
+     "AZURE_STORAGE_CONNECTION_STRING", False),               # a connection string given wins (local)
+    ({"AZURE_STORAGE_ACCOUNT_URL": ACCOUNT_URL, "AzureWebJobsStorage": ""}, "AZURE_STORAGE_ACCOUNT_URL", True),
+    ({"AZURE_STORAGE_ACCOUNT_URL": ACCOUNT_URL + "/", "AzureWebJobsStorage__accountName": "ovaasacct"},
+     "AZURE_STORAGE_ACCOUNT_URL", True),                      # what deploy/terraform sets
+    ({"AzureWebJobsStorage": "UseDevelopmentStorage=true"}, "AzureWebJobsStorage", False),  # local.settings.json
+])
+def test_the_storage_source_is_chosen_by_the_settings(env, setting, identity):
+    source = config.storage_source(env)
+    assert source.setting == setting and source.uses_identity is identity
+    if identity:
+        assert source.account_url == ACCOUNT_URL and source.connection_string is None
+    else:
+        assert source.connection_string and source.account_url is None
+
+
+def test_no_storage_setting_means_no_source_and_a_bad_url_is_a_settings_error():
+    assert config.storage_source({}) is None
+    assert config.storage_source({"AzureWebJobsStorage": "", "AzureWebJobsStorage__accountName": "x"}) is None
+    for bad in ("ovaasacct", "ftp://x.example", "https:///"):
+        with pytest.raises(config.SettingsError) as ei:
+            config.storage_source({"AZURE_STORAGE_ACCOUNT_URL": bad})
+        assert ei.value.setting == "AZURE_STORAGE_ACCOUNT_URL" and bad not in ei.value.message
+
+
+def test_an_account_url_is_read_with_the_default_azure_credential_and_no_key():
+    from azure.identity import DefaultAzureCredential
+
+    service = resources.blob_service(config.storage_source({"AZURE_STORAGE_ACCOUNT_URL": ACCOUNT_URL}))
+    assert isinstance(service.credential, DefaultAzureCredential)
+    assert service.credential is resources.credential()    # one credential per worker (token cache)
+    assert service.url.rstrip("/") == ACCOUNT_URL and service.account_name == "ovaasacct"
+    local = resources.blob_service(config.storage_source({"AzureWebJobsStorage": connection_string(10000)}))
+    assert not isinstance(local.credential, DefaultAzureCredential)
+
+
+def test_an_az_side_file_without_any_storage_setting_is_a_503_naming_the_settings(monkeypatch):
+    for name in ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_URL", "AzureWebJobsStorage"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ModelUnavailable) as ei:
+        resources.read_bytes("az://ovms/x/labels.txt", "OBJECTDETECTION_LABELS_PATH")
+    assert ei.value.status == 503
+    assert "AZURE_STORAGE_ACCOUNT_URL" in ei.value.message and "AZURE_STORAGE_CONNECTION_STRING" in ei.value.message

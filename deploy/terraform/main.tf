@@ -25,6 +25,7 @@ locals {
 
     # az:// side files live in the same account as the models (container ovms).
     AZURE_STORAGE_CONNECTION_STRING = azurerm_storage_account.main.primary_connection_string
+    AZURE_STORAGE_ACCOUNT_URL       = azurerm_storage_account.main.primary_blob_endpoint
     HANDWRITTEN_CHARLIST_PATH       = "az://${azurerm_storage_container.models.name}/${var.model_names["HANDWRITTEN"]}/kondate_nakayosi.txt"
     HANDWRITTEN_FONT_PATH           = var.handwritten_font_path
     COLORIZATION_COEFFICIENTS_PATH  = "az://${azurerm_storage_container.models.name}/${var.model_names["COLORIZATION"]}/colorization-v2.npy"
