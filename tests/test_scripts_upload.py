@@ -233,3 +233,46 @@ def test_u8_input_uploads_the_model_with_u8_image_inputs(azurite, tmp_path):
     assert second.returncode == 0 and "0 uploaded, 3 unchanged" in second.stdout, second.stdout
     compiled = ov.Core().compile_model(model, "CPU")
     assert np.asarray(next(iter(compiled(np.zeros((1, 3, 64, 96), np.uint8)).values()))).shape[-1] == 7
+
+
+# --- --auth-mode login: the user's Azure CLI login, no key ----------------------------------------
+
+def test_login_mode_targets_the_account_with_the_users_login_and_never_a_key(monkeypatch):
+    from azure.identity import DefaultAzureCredential
+
+    from scripts.tooling import upload as up
+
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "UseDevelopmentStorage=true")
+    target = up.storage_target(None, "ovaasprodovaas1a2b3c", "login")
+    assert target == up.AccountLogin("https://ovaasprodovaas1a2b3c.blob.core.windows.net")
+    client = up._client(target, 5.0)
+    try:
+        assert isinstance(client.credential, DefaultAzureCredential)   # no account key anywhere
+        assert client.account_name == "ovaasprodovaas1a2b3c"
+    finally:
+        client.close()
+    # key mode keeps the connection string (Azurite locally)
+    assert up.storage_target(None, None, "key") == "UseDevelopmentStorage=true"
+    for bad in [("UseDevelopmentStorage=true", "acct", "login"), (None, None, "login"),
+                (None, "acct", "key"), (None, "Not_An_Account", "login"), (None, "acct", "sas")]:
+        with pytest.raises(up.UploadError):
+            up.storage_target(*bad)
+
+
+def test_the_cli_takes_auth_mode_login(monkeypatch, tmp_path, capsys):
+    from scripts.tooling import stack, upload as up
+
+    seen = []
+    monkeypatch.setattr(up, "upload_model", lambda target, *a, **k: seen.append(target) or up.UploadReport("ovms"))
+    model = tmp_path / "m.xml"
+    model.write_text("<net/>")
+    assert up.main(["--model-name", "m", "--xml-file-path", str(model), "--account-name", "acct123",
+                    "--auth-mode", "login"]) == 0
+    assert seen == [up.AccountLogin("https://acct123.blob.core.windows.net")]
+    assert up.main(["--model-name", "m", "--xml-file-path", str(model), "--auth-mode", "login"]) == 2
+    assert "--account-name" in capsys.readouterr().err
+    targets = []
+    monkeypatch.setattr(stack, "locate_models", lambda *a: [])
+    monkeypatch.setattr(stack, "upload_models", lambda target, models: targets.append(target) or {})
+    assert stack.main(["--upload-only", "--account-name", "acct123", "--auth-mode", "login"]) == 0
+    assert targets == [up.AccountLogin("https://acct123.blob.core.windows.net")]

@@ -95,7 +95,7 @@ def locate_models(detection_model: str, release: str, download: bool = True) -> 
     return found
 
 
-def upload_models(cs: str, models: List[dict]) -> Dict[str, str]:
+def upload_models(cs, models: List[dict]) -> Dict[str, str]:
     """Upload every model to container ``ovms``; return the side-file settings (az:// paths)."""
     from scripts.tooling import modelprep
     from scripts.tooling.upload import upload_model
@@ -116,10 +116,13 @@ def upload_models(cs: str, models: List[dict]) -> Dict[str, str]:
     return settings
 
 
-def upload_only(connection_string: str, detection_model: str, release: str) -> int:
+def upload_only(connection_string: Optional[str], detection_model: str, release: str,
+                account_name: Optional[str] = None, auth_mode: str = "key") -> int:
     """Upload the four models and their side files, print the az:// side-file settings."""
+    from scripts.tooling.upload import storage_target
     try:
-        settings = upload_models(connection_string, locate_models(detection_model, release))
+        target = storage_target(connection_string, account_name, auth_mode)
+        settings = upload_models(target, locate_models(detection_model, release))
     except (StackError, UploadError, RuntimeError) as exc:
         print(f"[stack] error: {exc}", file=sys.stderr)
         return 2
@@ -242,15 +245,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--detection-model", default=os.environ.get("OVAAS_DETECTION_MODEL",
                                                                catalog.by_task("detection").omz_model))
     p.add_argument("--api", choices=("kserve", "tfs"), default=os.environ.get("OVMS_API", "kserve"))
-    p.add_argument("--upload-only", metavar="CONNECTION_STRING", default=None,
+    p.add_argument("--upload-only", metavar="CONNECTION_STRING", nargs="?", const="", default=None,
                    help="only find the models and upload them (with side files) to this storage "
-                        "account, print the side-file settings and exit (deploy/docker-compose.yml)")
+                        "account, print the side-file settings and exit (deploy/docker-compose.yml); "
+                        "without a value, to --account-name with --auth-mode login")
+    p.add_argument("--account-name", default=None,
+                   help="with --upload-only --auth-mode login: the storage account to upload to")
+    p.add_argument("--auth-mode", choices=("key", "login"), default="key",
+                   help="login: upload with your Azure CLI login (az login), no key")
     p.add_argument("--host-mode", choices=("auto", "worker", "in-house"), default="auto",
                    help="the local functions host's invocation mode (auto: the worker where "
                         ".venv313 exists)")
     args = p.parse_args(argv)
-    if args.upload_only:
-        return upload_only(args.upload_only, args.detection_model, args.release)
+    if args.upload_only is not None:
+        return upload_only(args.upload_only or None, args.detection_model, args.release,
+                           args.account_name, args.auth_mode)
 
     # Ctrl+C or SIGTERM at any point (even while starting) stops what was started; SIGINT is
     # re-armed because a shell that starts us in the background (&) has it ignored.

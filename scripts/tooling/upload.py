@@ -11,10 +11,16 @@ refused, and so is a ``folder`` holding symbolic links (a link could point anywh
 ``/etc/passwd``, to a key); files named explicitly (``files``, ``extra_files``) are the caller's
 choice and may be links.
 
+The storage is a connection string (Azurite locally: the default) or, with ``--auth-mode login``
+and ``--account-name``, an Azure account reached with the user's own Entra ID login (``az login``,
+through azure-identity's ``DefaultAzureCredential``): no key, the Storage Blob Data Contributor role
+instead (deploy/terraform grants it to whoever applies it).
+
 From Python::
 
     from scripts.tooling.upload import upload_model
     report = upload_model(conn_str, "human-pose-estimation", folder=Path(".../human-pose-estimation-0001"))
+    report = upload_model(AccountLogin.for_account("ovaasprodovaas1a2b3c"), "human-pose-estimation", ...)
     report.uploaded, report.skipped
 """
 from __future__ import annotations
@@ -29,7 +35,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 from shared.resources import probe_endpoint
 
@@ -40,6 +46,42 @@ DEFAULT_CONTAINER = "ovms"
 _SAFE_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _CONTAINER = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 _MODEL_SUFFIXES = (".xml", ".bin", ".onnx")
+
+
+@dataclass(frozen=True)
+class AccountLogin:
+    """A storage account reached with the user's Entra ID login (no key)."""
+
+    account_url: str
+
+    @classmethod
+    def for_account(cls, account_name: str) -> "AccountLogin":
+        if not re.fullmatch(r"[a-z0-9]{3,24}", account_name or ""):
+            raise UploadError(f"invalid storage account name {account_name!r} (3-24 lowercase letters and digits)")
+        return cls(f"https://{account_name}.blob.core.windows.net")
+
+
+#: where an upload goes: a connection string, or an account and the user's login
+Target = Union[str, AccountLogin]
+AUTH_MODES = ("key", "login")
+
+
+def storage_target(connection_string: Optional[str] = None, account_name: Optional[str] = None,
+                   auth_mode: str = "key") -> Target:
+    """The upload's storage, as the az CLI picks it: ``login`` = the account by name with the
+    user's login (a connection string is then refused: it would carry a key); ``key`` = the
+    connection string given, else $AZURE_STORAGE_CONNECTION_STRING, else the local Azurite."""
+    if auth_mode not in AUTH_MODES:
+        raise UploadError(f"--auth-mode must be one of {', '.join(AUTH_MODES)}, not {auth_mode!r}")
+    if auth_mode == "login":
+        if connection_string:
+            raise UploadError("--auth-mode login takes --account-name, not a connection string")
+        if not account_name:
+            raise UploadError("--auth-mode login needs --account-name (terraform output storage_account_name)")
+        return AccountLogin.for_account(account_name)
+    if account_name and not connection_string:
+        raise UploadError("--account-name needs --auth-mode login (or give a connection string)")
+    return connection_string or default_connection_string()
 
 
 class UploadError(Exception):
@@ -145,17 +187,29 @@ def file_md5(path: Path) -> bytes:
     return h.digest()
 
 
-def _client(connection_string: str, timeout: float):
+def _client(target: Target, timeout: float):
     from azure.storage.blob import BlobServiceClient
+    options = dict(retry_total=2, retry_connect=1, retry_backoff_factor=0.2,
+                   connection_timeout=timeout, read_timeout=max(timeout, 60))
+    if isinstance(target, AccountLogin):
+        from azure.identity import DefaultAzureCredential
+
+        # the Azure CLI login (or any other non-interactive source DefaultAzureCredential knows)
+        return BlobServiceClient(target.account_url, credential=DefaultAzureCredential(), **options)
     try:
-        return BlobServiceClient.from_connection_string(
-            connection_string, retry_total=2, retry_connect=1, retry_backoff_factor=0.2,
-            connection_timeout=timeout, read_timeout=max(timeout, 60))
+        return BlobServiceClient.from_connection_string(target, **options)
     except ValueError as exc:
         raise UploadError(f"invalid storage connection string: {exc}") from exc
 
 
-def upload_files(connection_string: str, plan: Iterable[Tuple[Path, str]],
+def _hint(target: Target) -> str:
+    if isinstance(target, AccountLogin):
+        return ("Are you logged in (az login) with the Storage Blob Data Contributor role on the "
+                "account, and is the account name right?")
+    return "Is Azurite running (scripts/LaunchAzurite.sh) or the connection string right?"
+
+
+def upload_files(connection_string: Target, plan: Iterable[Tuple[Path, str]],
                  container: str = DEFAULT_CONTAINER, timeout: float = 5.0,
                  progress: bool = False) -> UploadReport:
     """Upload (file, blob) pairs, skipping blobs whose size and MD5 already match."""
@@ -177,8 +231,7 @@ def upload_files(connection_string: str, plan: Iterable[Tuple[Path, str]],
         probe_endpoint(endpoint, timeout)
     except OSError as exc:
         raise StorageUnreachable(
-            f"cannot reach Blob storage at {endpoint}: {exc}. Is Azurite running "
-            "(scripts/LaunchAzurite.sh) or the connection string right?") from exc
+            f"cannot reach Blob storage at {endpoint}: {exc}. {_hint(connection_string)}") from exc
     try:
         cc = service.get_container_client(container)
         try:
@@ -209,10 +262,10 @@ def upload_files(connection_string: str, plan: Iterable[Tuple[Path, str]],
     except ServiceRequestError as exc:
         raise StorageUnreachable(
             f"cannot reach Blob storage at {endpoint}: {exc.message if hasattr(exc, 'message') else exc}. "
-            "Is Azurite running (scripts/LaunchAzurite.sh) or the connection string right?") from exc
+            f"{_hint(connection_string)}") from exc
     except ClientAuthenticationError as exc:
         raise StorageUnreachable(f"Blob storage at {endpoint} refused the credentials: "
-                                 f"{str(exc).splitlines()[0]}") from exc
+                                 f"{str(exc).splitlines()[0]}. {_hint(connection_string)}") from exc
     except HttpResponseError as exc:
         raise UploadError(f"Blob storage at {endpoint} answered {exc.status_code}: "
                           f"{str(exc).splitlines()[0]}") from exc
@@ -240,7 +293,7 @@ def with_u8_inputs(plan: List[Tuple[Path, str]], workdir: Path) -> List[Tuple[Pa
             for path, blob in plan]
 
 
-def upload_model(connection_string: str, model_name: str, *, files: Sequence[Path] = (),
+def upload_model(connection_string: Target, model_name: str, *, files: Sequence[Path] = (),
                  folder: Optional[Path] = None, version: int = 1,
                  container: str = DEFAULT_CONTAINER, extra_files: Sequence[Path] = (),
                  timeout: float = 5.0, progress: bool = False, u8_input: bool = False) -> UploadReport:
@@ -279,6 +332,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--container", default=DEFAULT_CONTAINER, help="container (default ovms)")
     p.add_argument("--connection_string", "--connection-string", default=None,
                    help="default: $AZURE_STORAGE_CONNECTION_STRING, else local Azurite")
+    p.add_argument("--account-name", "--account_name", default=None,
+                   help="with --auth-mode login: the storage account (terraform output storage_account_name)")
+    p.add_argument("--auth-mode", "--auth_mode", choices=AUTH_MODES, default="key",
+                   help="key: a connection string (default); login: your Azure CLI login, no key (as az storage)")
     p.add_argument("--timeout", type=float, default=5.0, help="connect timeout, seconds")
     p.add_argument("--u8-input", action="store_true",
                    help="upload the IR with u8 image inputs, converted to f32 inside the model: identical "
@@ -288,7 +345,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     files = [f for f in (args.xml_file_path, args.bin_file_path) if f is not None]
     try:
-        report = upload_model(args.connection_string or default_connection_string(),
+        report = upload_model(storage_target(args.connection_string, args.account_name, args.auth_mode),
                               args.model_name, files=files, folder=args.folder,
                               version=args.version, container=args.container,
                               extra_files=args.extra_file, timeout=args.timeout, progress=True,
