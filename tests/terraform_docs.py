@@ -19,6 +19,10 @@ from typing import Dict, FrozenSet, Mapping
 PROVIDER = "hashicorp/azurerm"
 PIN = "~> 4.46"
 REPO = "hashicorp/terraform-provider-azurerm"
+#: hashicorp/time (time_rotating renews OVMS's SAS); every 0.x release from 0.4.0 has the
+#: arguments used (CHANGELOG.md @ 0148b47b9b5d: triggers replaced keepers in 0.4.0)
+TIME_PROVIDER = "hashicorp/time"
+TIME_PIN = "~> 0.9"
 
 # What the pin rests on, from CHANGELOG.md (commit 00030056ee5b0453714300b2aa2ad3be6c2d31ba,
 # entries 4.21.0 to 4.55.0).
@@ -63,7 +67,38 @@ SOURCES = {
         "instance_memory_in_mb without validation); site_config, cors, identity: "
         "website/docs/r/function_app_flex_consumption.html.markdown @ 016f23d1219b5844edb7d020a0476c2cb3947f78 "
         "(the stored pages, there and @ 3a0242807978, predate always_ready, https_only and http_concurrency)",
-    "data.azurerm_subnet": "website/docs/d/subnet.html.markdown @ 4d158e6116bc27d31417300a662159d50b77605b",
+    "azurerm_virtual_network": "website/docs/r/virtual_network.html.markdown @ c86e09a267569395cd907b7b796ec05248406545",
+    "azurerm_subnet": "website/docs/r/subnet.html.markdown @ 0177a6ca6e8b84acc2d9d41d2bcfa3b7bd9bcc31 "
+                      "(delegation, service_delegation); the 4.x names of the network-policy arguments "
+                      "(private_endpoint_network_policies, private_link_service_network_policies_enabled) "
+                      "and default_outbound_access_enabled are not used here",
+    "azurerm_private_dns_zone": "website/docs/r/private_dns_zone.html.markdown @ 61fd1fb50a2eb63571be143a222be938d72aa37f",
+    "azurerm_private_dns_zone_virtual_network_link":
+        "website/docs/r/private_dns_zone_virtual_network_link.html.markdown @ 04b98c56a71a32325a7a50ebcca1163eb96f79c2",
+    "azurerm_private_dns_a_record": "website/docs/r/private_dns_a_record.html.markdown @ 36277f682ca5643bf1e4823b1b3ef4ac07fa03ab",
+    "azurerm_user_assigned_identity": "website/docs/r/user_assigned_identity.html.markdown @ d559dfa209527f1bc15f0e15d7272007a2de1229",
+    "azurerm_key_vault": "website/docs/r/key_vault.html.markdown @ 000eff94f646f445f7368f5d7e25b54e724e6963 (the 4.x page "
+                         "without soft_delete_enabled; enable_rbac_authorization is valid in every 4.x release, its "
+                         "successor rbac_authorization_enabled was not found in a page the index holds at a known "
+                         "release, so the older name is used)",
+    "azurerm_key_vault_secret": "website/docs/r/key_vault_secret.html.markdown @ 018f2cac7e5d431f84075fb74decd5fe148af423",
+    "azurerm_role_assignment": "internal/services/authorization/role_assignment_resource.go schema (search-index file id "
+                               "1603895283: principal_type, description, condition; the stored docs pages @ 43720719 and "
+                               "0238dbd7 predate them)",
+    "azurerm_container_app_environment":
+        "internal/services/containerapps/container_app_environment_resource.go Arguments() @ "
+        "3a0242807978f5edcbf8966018ff88719ccc0bf1; workload_profile: helpers/container_app_environment.go "
+        "WorkloadProfileSchema (search-index file id 47919521426)",
+    "azurerm_container_app":
+        "internal/services/containerapps/container_app_resource.go Arguments() (search-index file id 677515745) and "
+        "helpers/container_apps.go @ eeaec7555b25bc322c476b27a02405b6b2497b8d (template, container, probes, "
+        "ingress, secret with key_vault_secret_id and identity, volume storage_type from the SDK's StorageType "
+        "values, http_scale_rule); the stored page @ 0134cc695e2c is a 3.x page",
+    "time_rotating": "hashicorp/terraform-provider-time docs/resources/rotating.md @ 004bea5d17599ffdc799b17bfbafbaa970bf55cd",
+    "data.azurerm_client_config": "website/docs/d/client_config.html.markdown (not read here: a data source that takes "
+                                  "no argument and exports tenant_id and object_id, which is all that is used)",
+    "data.azurerm_storage_account_blob_container_sas":
+        "website/docs/d/storage_account_blob_container_sas.html.markdown @ 00050b51fbaf2851ce7f265a9866f2e30a77fbca",
 }
 
 _CORS = _b("allowed_origins support_credentials")
@@ -126,7 +161,71 @@ DOCUMENTED: Dict[str, Block] = {
         always_ready=_b("name instance_count"),
         site_config=_SITE_CONFIG,
         identity=_b("type identity_ids")),
-    "data.azurerm_subnet": _b("name virtual_network_name resource_group_name", SOURCES["data.azurerm_subnet"]),
+    "azurerm_virtual_network": _b(
+        "name resource_group_name address_space location bgp_community ddos_protection_plan dns_servers "
+        "subnet vm_protection_enabled tags", SOURCES["azurerm_virtual_network"]),
+    "azurerm_subnet": _b(
+        "name resource_group_name virtual_network_name address_prefixes delegation service_endpoints "
+        "service_endpoint_policy_ids", SOURCES["azurerm_subnet"],
+        delegation=_b("name service_delegation", service_delegation=_b("name actions"))),
+    "azurerm_private_dns_zone": _b("name resource_group_name tags", SOURCES["azurerm_private_dns_zone"]),
+    "azurerm_private_dns_zone_virtual_network_link": _b(
+        "name private_dns_zone_name resource_group_name virtual_network_id registration_enabled tags",
+        SOURCES["azurerm_private_dns_zone_virtual_network_link"]),
+    "azurerm_private_dns_a_record": _b("name resource_group_name zone_name ttl records tags",
+                                       SOURCES["azurerm_private_dns_a_record"]),
+    "azurerm_user_assigned_identity": _b("location name resource_group_name tags",
+                                         SOURCES["azurerm_user_assigned_identity"]),
+    "azurerm_key_vault": _b(
+        "name location resource_group_name sku_name tenant_id access_policy enabled_for_deployment "
+        "enabled_for_disk_encryption enabled_for_template_deployment enable_rbac_authorization network_acls "
+        "purge_protection_enabled soft_delete_retention_days contact tags", SOURCES["azurerm_key_vault"]),
+    "azurerm_key_vault_secret": _b(
+        "name value key_vault_id content_type tags not_before_date expiration_date",
+        SOURCES["azurerm_key_vault_secret"]),
+    "azurerm_role_assignment": _b(
+        "name scope role_definition_id role_definition_name principal_id principal_type "
+        "skip_service_principal_aad_check delegated_managed_identity_resource_id description condition "
+        "condition_version", SOURCES["azurerm_role_assignment"]),
+    "azurerm_container_app_environment": _b(
+        "name location resource_group_name dapr_application_insights_connection_string log_analytics_workspace_id "
+        "logs_destination infrastructure_resource_group_name infrastructure_subnet_id internal_load_balancer_enabled "
+        "workload_profile zone_redundancy_enabled mutual_tls_enabled tags",
+        SOURCES["azurerm_container_app_environment"],
+        workload_profile=_b("name workload_profile_type maximum_count minimum_count")),
+    "azurerm_container_app": _b(
+        "name resource_group_name container_app_environment_id template revision_mode ingress registry secret "
+        "dapr identity workload_profile_name max_inactive_revisions tags", SOURCES["azurerm_container_app"],
+        identity=_b("type identity_ids"),
+        secret=_b("identity key_vault_secret_id name value"),
+        ingress=_b(
+            "allow_insecure_connections external_enabled custom_domain fqdn ip_security_restriction target_port "
+            "exposed_port traffic_weight transport client_certificate_mode",
+            traffic_weight=_b("label revision_suffix latest_revision percentage")),
+        template=_b(
+            "container init_container min_replicas max_replicas azure_queue_scale_rule custom_scale_rule "
+            "http_scale_rule tcp_scale_rule volume revision_suffix termination_grace_period_seconds",
+            http_scale_rule=_b("name concurrent_requests authentication"),
+            volume=_b("name storage_type storage_name mount_options"),
+            container=_b(
+                "name image cpu memory ephemeral_storage env args command liveness_probe readiness_probe "
+                "startup_probe volume_mounts",
+                env=_b("name value secret_name"),
+                volume_mounts=_b("name path sub_path"),
+                readiness_probe=_b("transport port host path header initial_delay interval_seconds timeout "
+                                   "failure_count_threshold success_count_threshold"),
+                liveness_probe=_b("transport port host path header initial_delay interval_seconds timeout "
+                                  "failure_count_threshold"),
+                startup_probe=_b("transport port host path header initial_delay interval_seconds timeout "
+                                 "failure_count_threshold")))),
+    "time_rotating": _b("rfc3339 rotation_days rotation_hours rotation_minutes rotation_months rotation_rfc3339 "
+                        "rotation_years triggers", SOURCES["time_rotating"]),
+    "data.azurerm_client_config": _b("", SOURCES["data.azurerm_client_config"]),
+    "data.azurerm_storage_account_blob_container_sas": _b(
+        "connection_string container_name https_only ip_address start expiry permissions cache_control "
+        "content_disposition content_encoding content_language content_type",
+        SOURCES["data.azurerm_storage_account_blob_container_sas"],
+        permissions=_b("read add create write delete list")),
 }
 
 # Meta-arguments and blocks every resource takes (Terraform's, not the provider's).

@@ -16,8 +16,14 @@ from tests.kubectl_kustomize import build
 from tests.terraform_hcl import load, locals_, named_blocks, resources, unquote
 
 ROOT = Path(__file__).resolve().parent.parent
-# Python worker throughput settings: read by the Functions host, not by shared/.
-HOST_SETTINGS = {"PYTHON_THREADPOOL_THREAD_COUNT"}
+# Read by the Functions host, not by shared/: the Python worker's threads, and host storage by
+# identity (Microsoft's identity-based connection settings; AzureWebJobsStorage is blanked so the
+# provider's own keyless value does not shadow them, tests/test_deploy_azure.py).
+HOST_SETTINGS = {"PYTHON_THREADPOOL_THREAD_COUNT", "AzureWebJobsStorage__accountName",
+                 "AzureWebJobsStorage__credential", "AzureWebJobsStorage"}
+# Read by the app but only set locally (local.settings.json, the stack): a connection string has
+# no place in the deployed app's settings, which give AZURE_STORAGE_ACCOUNT_URL instead.
+LOCAL_ONLY_SETTINGS = {"AZURE_STORAGE_CONNECTION_STRING"}
 
 
 @pytest.fixture(scope="module")
@@ -65,15 +71,17 @@ def test_the_code_reads_no_setting_the_app_does_not_declare():
 
 
 def test_every_setting_the_app_reads_is_set_by_the_iac(tf, app_settings):
-    wanted = inv.inventory().expanded() - inv.PLATFORM_SETTINGS
+    wanted = inv.inventory().expanded() - inv.PLATFORM_SETTINGS - LOCAL_ONLY_SETTINGS
     missing = sorted(wanted - set(app_settings))
     assert not missing, f"settings the app reads but deploy/terraform does not set: {missing}"
     unknown = sorted(set(app_settings) - wanted - HOST_SETTINGS)
     assert not unknown, f"deploy/terraform sets settings the app never reads (typo?): {unknown}"
-    # AzureWebJobsStorage is written by the provider from the storage arguments.
+    assert not LOCAL_ONLY_SETTINGS & set(app_settings)
+    assert LOCAL_ONLY_SETTINGS <= inv.inventory().globals  # still read by the app (locally)
+    # Host storage: the provider's storage arguments, by identity.
     [app] = resources(tf, "azurerm_function_app_flex_consumption").values()
-    assert unquote(app["storage_authentication_type"]) == "StorageAccountConnectionString"
-    assert "azurerm_storage_account.main" in app["storage_access_key"]
+    assert unquote(app["storage_authentication_type"]) == "SystemAssignedIdentity"
+    assert "storage_access_key" not in app
 
 
 def test_every_setting_is_listed_in_readme():
@@ -99,12 +107,15 @@ def test_iac_values_match_the_app_and_the_manifests(tf, app_settings):
     runtime = [o for o in build("kserve")
                if o["kind"] == "ServingRuntime"][0]
     grpc = {p["name"]: p["containerPort"] for p in runtime["spec"]["containers"][0]["ports"]}["grpc"]
-    assert var_default(tf, "ovms_port") == grpc == app_config.model_settings("HUMANPOSE", env={}).port
+    # OVMS listens where the manifests and the app's default say; the app reaches it through the
+    # container app's ingress (tests/test_deploy_azure.py)
+    assert locals_(tf)["ovms_grpc_port"] == grpc == app_config.model_settings("HUMANPOSE", env={}).port
     for p in prefixes:
         assert unquote(app_settings[f"{p}_OVMS_API"]) == "kserve"
-        assert app_settings[f"{p}_PORT"] == "${tostring(var.ovms_port)}"
+        assert app_settings[f"{p}_PORT"] == "${local.ovms_address.port}"
         assert app_settings[f"{p}_MODEL_NAME"] == f'${{var.model_names["{p}"]}}'
-        assert app_settings[f"{p}_IPADDRESS"] == f'${{lookup(var.ovms_hosts, "{p}", "")}}'
+        assert app_settings[f"{p}_IPADDRESS"] == "${local.ovms_address.host}"
+        assert app_settings[f"{p}_TLS"] == "${local.ovms_address.tls}"
         assert app_settings[f"{p}_TIMEOUT_SECONDS"] == f'${{tostring(var.model_timeout_seconds["{p}"])}}'
     # The defaults equal the app's own (shared/config.py), so a plain apply changes no behaviour.
     defaults = app_config.limits(env={})

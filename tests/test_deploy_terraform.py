@@ -61,13 +61,16 @@ def test_the_check_reports_what_the_provider_does_not_document(tf):
     app["dynamic"][0]['"always_ready"']["content"][0]["instances"] = 1  # in a dynamic block
     [account] = resources(bad, "azurerm_storage_account").values()
     account["enable_https_traffic_only"] = True                        # the 3.x name
-    bad["resource"].append({'"azurerm_container_app"': {'"ovms"': {"name": '"x"', "__is_block__": True}}})
+    bad["resource"].append({'"azurerm_container_registry"': {'"x"': {"name": '"x"', "__is_block__": True}}})
+    [ovms] = resources(bad, "azurerm_container_app").values()
+    ovms["template"][0]["container"][0]["readiness_probe"][0]["period_seconds"] = 5  # Kubernetes' name
     found = findings(bad)
     assert any(f.endswith(".https_only_enabled") for f in found)
     assert any(f.endswith("site_config.cors.allowed_headers") for f in found)
     assert any(f.endswith("always_ready.instances") for f in found)
     assert any(f.endswith(".enable_https_traffic_only") for f in found)
-    assert any(f.startswith("azurerm_container_app.ovms (no documented table") for f in found)
+    assert any(f.startswith("azurerm_container_registry.x (no documented table") for f in found)
+    assert any(f.endswith("container.readiness_probe.period_seconds") for f in found)
 
 
 def _lowest(constraint: str) -> tuple:
@@ -77,7 +80,11 @@ def _lowest(constraint: str) -> tuple:
 
 
 def test_the_pin_admits_no_release_that_lacks_an_argument_used(tf):
-    provider = tf["terraform"][0]["required_providers"][0]["azurerm"]
+    providers = tf["terraform"][0]["required_providers"][0]
+    time = providers["time"]
+    assert unquote(time["source"]) == docs.TIME_PROVIDER and unquote(time["version"]) == docs.TIME_PIN
+    assert {k for k in providers if not k.startswith("__")} == {"azurerm", "time"}
+    provider = providers["azurerm"]
     pin = unquote(provider["version"])
     assert pin == docs.PIN and unquote(provider["source"]) == docs.PROVIDER
     lowest = _lowest(pin)
@@ -126,16 +133,6 @@ def test_the_subscription_reaches_the_provider(tf):
     [provider] = [b['"azurerm"'] for b in tf["provider"]]
     assert provider["subscription_id"] == "${var.subscription_id}"
     assert named_blocks(tf, "variable")["subscription_id"]["default"] is None
-    section = (ROOT / "README.md").read_text().split("## Deploying at scale", 1)[1].split("\n## ", 1)[0]
+    section = (ROOT / "README.md").read_text().split("## Deploy to Azure in one command", 1)[1].split("\n## ", 1)[0]
     first_terraform = section.index("terraform -chdir=deploy/terraform")
     assert "export ARM_SUBSCRIPTION_ID=" in section[:first_terraform]
-
-
-def test_the_subnet_lookup_reads_the_right_parts_of_the_id(tf):
-    subnet_id = ("/subscriptions/0000/resourceGroups/net-rg/providers/Microsoft.Network/"
-                 "virtualNetworks/hub/subnets/functions")
-    parts = subnet_id.split("/")  # Terraform's split("/", id) gives the same list
-    [data] = [b['"azurerm_subnet"']['"integration"'] for b in tf["data"]]
-    picked = {k: parts[int(re.search(r"\[0\]\[(\d+)\]", data[k]).group(1))]
-              for k in ("resource_group_name", "virtual_network_name", "name")}
-    assert picked == {"resource_group_name": "net-rg", "virtual_network_name": "hub", "name": "functions"}

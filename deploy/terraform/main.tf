@@ -1,67 +1,80 @@
 locals {
-  # The Function App's VNet-integration subnet, from its ID
-  # (/subscriptions/<s>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<name>).
-  integration_subnet = var.vnet_integration_subnet_id == null ? [] : [split("/", var.vnet_integration_subnet_id)]
-  # What the OVMS NetworkPolicy admits (k8s_params_env); 192.0.2.0/32 (TEST-NET-1) admits nothing
-  # when the app has no VNet integration and so cannot reach a private load balancer anyway.
-  function_subnet_cidr = length(data.azurerm_subnet.integration) > 0 ? data.azurerm_subnet.integration[0].address_prefixes[0] : "192.0.2.0/32"
-
   # Storage account names: 3-24 lower-case letters/digits, globally unique.
   storage_account_name = "${var.name_prefix}ovaas${substr(md5(var.resource_group_name), 0, 6)}"
 
+  # Every model server address is the OVMS container app's ingress, from its attributes in this
+  # same apply: TLS on 443 at its FQDN (the private DNS zone resolves it inside the VNet).
+  ovms_address = {
+    host = azurerm_container_app.ovms.ingress[0].fqdn
+    port = tostring(local.ovms_ingress_port)
+    tls  = azurerm_container_app.ovms.ingress[0].allow_insecure_connections ? "false" : "true"
+  }
+
   # Every setting the app reads (README "Settings"; tests/test_deploy_consistency.py checks this
   # list against shared/). Keys are spelled out so the list can be read and checked as is.
+  # No account key or connection string: host storage, the deployment package and the side files
+  # are all reached with the app's managed identity (role assignments in identity.tf).
   app_settings = {
     OVMS_API                     = "kserve"
     OVMS_TIMEOUT_SECONDS         = tostring(var.ovms_timeout_seconds)
     OVMS_CONNECT_TIMEOUT_SECONDS = tostring(var.ovms_connect_timeout_seconds)
     OVMS_METADATA_TTL_SECONDS    = tostring(var.ovms_metadata_ttl_seconds)
-    OVMS_TLS                     = "false"
-    OVMS_TLS_CA_FILE             = ""
     HEALTH_CACHE_SECONDS         = tostring(var.health_cache_seconds)
     MAX_BODY_BYTES               = tostring(var.max_body_bytes)
     MAX_IMAGE_PIXELS             = tostring(var.max_image_pixels)
     MAX_IMAGE_SIDE               = tostring(var.max_image_side)
+    OVMS_TLS                     = local.ovms_address.tls
+    # the ingress's certificate chains to a public root: the system's roots
+    OVMS_TLS_CA_FILE = ""
 
-    # az:// side files live in the same account as the models (container ovms).
-    AZURE_STORAGE_CONNECTION_STRING = azurerm_storage_account.main.primary_connection_string
-    AZURE_STORAGE_ACCOUNT_URL       = azurerm_storage_account.main.primary_blob_endpoint
-    HANDWRITTEN_CHARLIST_PATH       = "az://${azurerm_storage_container.models.name}/${var.model_names["HANDWRITTEN"]}/kondate_nakayosi.txt"
-    HANDWRITTEN_FONT_PATH           = var.handwritten_font_path
-    COLORIZATION_COEFFICIENTS_PATH  = "az://${azurerm_storage_container.models.name}/${var.model_names["COLORIZATION"]}/colorization-v2.npy"
-    OBJECTDETECTION_LABELS_PATH     = var.objectdetection_labels_path
+    # Host storage through the managed identity (Microsoft's identity-based connection settings).
+    # azurerm writes its own AzureWebJobsStorage from the storage arguments, with an empty
+    # AccountKey when storage_authentication_type is an identity (provider issues 29149, 29693,
+    # 30732); the empty value here replaces it (user settings win in the provider's merge), so
+    # the host uses the __accountName connection.
+    AzureWebJobsStorage              = ""
+    AzureWebJobsStorage__accountName = azurerm_storage_account.main.name
+    AzureWebJobsStorage__credential  = "managedidentity"
 
-    HUMANPOSE_IPADDRESS       = lookup(var.ovms_hosts, "HUMANPOSE", "")
-    HUMANPOSE_PORT            = tostring(var.ovms_port)
+    # az:// side files live in the same account as the models (container ovms), read with the
+    # app's identity (DefaultAzureCredential) from the account URL.
+    AZURE_STORAGE_ACCOUNT_URL      = azurerm_storage_account.main.primary_blob_endpoint
+    HANDWRITTEN_CHARLIST_PATH      = "az://${azurerm_storage_container.models.name}/${var.model_names["HANDWRITTEN"]}/kondate_nakayosi.txt"
+    HANDWRITTEN_FONT_PATH          = var.handwritten_font_path
+    COLORIZATION_COEFFICIENTS_PATH = "az://${azurerm_storage_container.models.name}/${var.model_names["COLORIZATION"]}/colorization-v2.npy"
+    OBJECTDETECTION_LABELS_PATH    = var.objectdetection_labels_path
+
+    HUMANPOSE_IPADDRESS       = local.ovms_address.host
+    HUMANPOSE_PORT            = local.ovms_address.port
+    HUMANPOSE_TLS             = local.ovms_address.tls
     HUMANPOSE_MODEL_NAME      = var.model_names["HUMANPOSE"]
     HUMANPOSE_MODEL_VERSION   = var.model_version
     HUMANPOSE_OVMS_API        = "kserve"
     HUMANPOSE_TIMEOUT_SECONDS = tostring(var.model_timeout_seconds["HUMANPOSE"])
-    HUMANPOSE_TLS             = "false"
 
-    HANDWRITTEN_IPADDRESS       = lookup(var.ovms_hosts, "HANDWRITTEN", "")
-    HANDWRITTEN_PORT            = tostring(var.ovms_port)
+    HANDWRITTEN_IPADDRESS       = local.ovms_address.host
+    HANDWRITTEN_PORT            = local.ovms_address.port
+    HANDWRITTEN_TLS             = local.ovms_address.tls
     HANDWRITTEN_MODEL_NAME      = var.model_names["HANDWRITTEN"]
     HANDWRITTEN_MODEL_VERSION   = var.model_version
     HANDWRITTEN_OVMS_API        = "kserve"
     HANDWRITTEN_TIMEOUT_SECONDS = tostring(var.model_timeout_seconds["HANDWRITTEN"])
-    HANDWRITTEN_TLS             = "false"
 
-    COLORIZATION_IPADDRESS       = lookup(var.ovms_hosts, "COLORIZATION", "")
-    COLORIZATION_PORT            = tostring(var.ovms_port)
+    COLORIZATION_IPADDRESS       = local.ovms_address.host
+    COLORIZATION_PORT            = local.ovms_address.port
+    COLORIZATION_TLS             = local.ovms_address.tls
     COLORIZATION_MODEL_NAME      = var.model_names["COLORIZATION"]
     COLORIZATION_MODEL_VERSION   = var.model_version
     COLORIZATION_OVMS_API        = "kserve"
     COLORIZATION_TIMEOUT_SECONDS = tostring(var.model_timeout_seconds["COLORIZATION"])
-    COLORIZATION_TLS             = "false"
 
-    OBJECTDETECTION_IPADDRESS       = lookup(var.ovms_hosts, "OBJECTDETECTION", "")
-    OBJECTDETECTION_PORT            = tostring(var.ovms_port)
+    OBJECTDETECTION_IPADDRESS       = local.ovms_address.host
+    OBJECTDETECTION_PORT            = local.ovms_address.port
+    OBJECTDETECTION_TLS             = local.ovms_address.tls
     OBJECTDETECTION_MODEL_NAME      = var.model_names["OBJECTDETECTION"]
     OBJECTDETECTION_MODEL_VERSION   = var.model_version
     OBJECTDETECTION_OVMS_API        = "kserve"
     OBJECTDETECTION_TIMEOUT_SECONDS = tostring(var.model_timeout_seconds["OBJECTDETECTION"])
-    OBJECTDETECTION_TLS             = "false"
 
     # One worker thread per request the platform may send to an instance (http_concurrency): the
     # handlers are synchronous, so each request in flight holds one thread of the instance's one
@@ -72,12 +85,7 @@ locals {
   }
 }
 
-data "azurerm_subnet" "integration" {
-  count                = length(local.integration_subnet)
-  resource_group_name  = local.integration_subnet[0][4]
-  virtual_network_name = local.integration_subnet[0][8]
-  name                 = local.integration_subnet[0][10]
-}
+data "azurerm_client_config" "current" {}
 
 resource "azurerm_resource_group" "main" {
   name     = var.resource_group_name
@@ -88,9 +96,9 @@ resource "azurerm_resource_group" "main" {
 # One account: models and side files (container "ovms", read by OVMS and the app through az://)
 # and the Flex Consumption deployment package (container "app-package").
 resource "azurerm_storage_account" "main" {
-  #checkov:skip=CKV2_AZURE_40:OVMS (az://) and the app's side-file reader authenticate with a connection string; shared keys must stay enabled
-  #checkov:skip=CKV2_AZURE_33:Private endpoints depend on the team's network layout (VNet, DNS zones); not created here
-  #checkov:skip=CKV_AZURE_59:Public endpoint kept so OVMS outside the VNet (and uploads from a workstation) can reach the models; access needs the account key
+  #checkov:skip=CKV2_AZURE_40:The account key signs OVMS's read-only SAS (its SDK takes no Entra ID token) and KServe's storage initializer needs it; the Function App uses none
+  #checkov:skip=CKV2_AZURE_33:Private endpoints depend on the team's network layout (privatelink DNS zones); not created here
+  #checkov:skip=CKV_AZURE_59:Public endpoint kept for the upload from a workstation (az login) and the Container Apps platform; data access needs Entra ID roles or the SAS
   #checkov:skip=CKV_AZURE_33:No queues are used (the Queue service logging check does not apply)
   #checkov:skip=CKV_AZURE_206:ZRS by default (variable); geo-replication is a cost choice for re-creatable model files
   #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys; customer-managed keys need a Key Vault the team owns
@@ -105,9 +113,9 @@ resource "azurerm_storage_account" "main" {
   shared_access_key_enabled       = true
   local_user_enabled              = false
 
-  # SAS tokens handed out for uploads expire within a day.
+  # The longest SAS the account expects: OVMS's (ovms.tf), renewed before it expires.
   sas_policy {
-    expiration_period = "01.00:00:00"
+    expiration_period = "${var.ovms_sas_valid_days}.00:00:00"
   }
 
   blob_properties {
@@ -175,10 +183,10 @@ resource "azurerm_function_app_flex_consumption" "main" {
   runtime_name    = "python"
   runtime_version = "3.11"
 
+  # The deployment package through the app's system-assigned identity (no key).
   storage_container_type      = "blobContainer"
   storage_container_endpoint  = "${azurerm_storage_account.main.primary_blob_endpoint}${azurerm_storage_container.package.name}"
-  storage_authentication_type = "StorageAccountConnectionString"
-  storage_access_key          = azurerm_storage_account.main.primary_access_key
+  storage_authentication_type = "SystemAssignedIdentity"
 
   instance_memory_in_mb  = var.instance_memory_mb
   maximum_instance_count = var.maximum_instance_count
@@ -198,7 +206,7 @@ resource "azurerm_function_app_flex_consumption" "main" {
   https_only                                     = true
   public_network_access_enabled                  = true
   webdeploy_publish_basic_authentication_enabled = false
-  virtual_network_subnet_id                      = var.vnet_integration_subnet_id
+  virtual_network_subnet_id                      = azurerm_subnet.functions.id
 
   identity {
     type = "SystemAssigned"

@@ -32,28 +32,6 @@ variable "frontend_origins" {
   }
 }
 
-variable "ovms_hosts" {
-  description = <<-EOT
-    Model-server gRPC address per endpoint settings prefix (HUMANPOSE, HANDWRITTEN, COLORIZATION,
-    OBJECTDETECTION): the private IP or DNS name of the OVMS Service reachable from the Function App's
-    virtual network. Empty on the first apply, before OVMS runs (the endpoints answer 503 until it is
-    set); then the load balancers' IPs (README "Deploying at scale" reads them with kubectl).
-  EOT
-  type        = map(string)
-  default     = {}
-  validation {
-    condition = length(var.ovms_hosts) == 0 || alltrue([for p in ["HUMANPOSE", "HANDWRITTEN", "COLORIZATION", "OBJECTDETECTION"] :
-    contains(keys(var.ovms_hosts), p)])
-    error_message = "ovms_hosts is empty or names HUMANPOSE, HANDWRITTEN, COLORIZATION and OBJECTDETECTION."
-  }
-}
-
-variable "ovms_port" {
-  description = "OVMS gRPC port (KServe v2). 9000 in deploy/k8s, the app's default."
-  type        = number
-  default     = 9000
-}
-
 variable "model_names" {
   description = "Model name on the server per settings prefix (the names in models/config.json and the InferenceServices)."
   type        = map(string)
@@ -190,12 +168,6 @@ variable "always_ready_instances" {
   default     = 0
 }
 
-variable "vnet_integration_subnet_id" {
-  description = "Subnet (delegated to Microsoft.App/environments) for outbound calls to OVMS on a private network; null = none. Its address range is what the OVMS NetworkPolicy admits (output k8s_params_env)."
-  type        = string
-  default     = null
-}
-
 variable "storage_replication_type" {
   description = "Replication of the storage account (models, side files, deployment package)."
   type        = string
@@ -212,4 +184,78 @@ variable "tags" {
   description = "Tags on every resource."
   type        = map(string)
   default     = { app = "ovaas-backend" }
+}
+
+variable "vnet_address_space" {
+  description = "Address space of the VNet created for the Function App's integration subnet (first /24) and the OVMS Container Apps environment (second /24). A /16 by default; pick one that does not overlap networks you peer with."
+  type        = string
+  default     = "10.60.0.0/16"
+  validation {
+    condition     = can(cidrsubnet(var.vnet_address_space, 8, 1))
+    error_message = "vnet_address_space: a CIDR block of /16 (or larger) so that two /24 subnets fit."
+  }
+}
+
+variable "ovms_image" {
+  description = "OpenVINO Model Server image: the tag scripts/tooling/ovms.py pins (PINNED_TAGS, KServe v2 API) and deploy/k8s runs."
+  type        = string
+  default     = "openvino/model_server:2026.3"
+}
+
+variable "ovms_cpu" {
+  description = "vCPUs per OVMS replica: 2, matching INFERENCE_NUM_THREADS 2 of every model in config.json (deploy/k8s/plain/config.json) and the Kubernetes requests; the Consumption profile allows up to 4."
+  type        = number
+  default     = 2
+}
+
+variable "ovms_memory" {
+  description = "Memory per OVMS replica: 4Gi holds the four models compiled in f32 with room for colorization's large tensors (the Kubernetes request); Container Apps wants 2 GiB per vCPU on the Consumption profile."
+  type        = string
+  default     = "4Gi"
+}
+
+variable "ovms_min_replicas" {
+  description = "OVMS replicas kept running. 1: a cold replica loads every model from Blob before it is ready (tens of seconds), far longer than a request waits for a connection (OVMS_CONNECT_TIMEOUT_SECONDS, then 503), so scale to zero would fail the first requests after a quiet spell. 0 trades that for no idle cost."
+  type        = number
+  default     = 1
+  validation {
+    condition     = var.ovms_min_replicas >= 0 && var.ovms_min_replicas <= 300
+    error_message = "ovms_min_replicas: 0..300 (the provider's range)."
+  }
+}
+
+variable "ovms_max_replicas" {
+  description = "OVMS replicas at most: 10 replicas x ovms_concurrent_requests in-flight inferences serve about as many Function App instances as maximum_instance_count x http_concurrency sends at a realistic fraction; size it with python -m scripts.capacity."
+  type        = number
+  default     = 10
+  validation {
+    condition     = var.ovms_max_replicas >= 1 && var.ovms_max_replicas <= 300
+    error_message = "ovms_max_replicas: 1..300 (the provider's range)."
+  }
+}
+
+variable "ovms_concurrent_requests" {
+  description = "Scale rule: concurrent gRPC calls per OVMS replica before Container Apps adds one. 4: one Function App instance's worth (http_concurrency) of inferences; a 2-vCPU replica with the THROUGHPUT hint runs that many at full speed, more only queue inside OVMS where the platform cannot see them."
+  type        = number
+  default     = 4
+  validation {
+    condition     = var.ovms_concurrent_requests >= 1
+    error_message = "ovms_concurrent_requests: at least 1."
+  }
+}
+
+variable "ovms_sas_valid_days" {
+  description = "Validity of OVMS's read-only SAS (read+list on container ovms). It is renewed on the first terraform apply after ovms_sas_rotate_days; run apply at least that often, or OVMS cannot load models on new replicas once it expires."
+  type        = number
+  default     = 90
+}
+
+variable "ovms_sas_rotate_days" {
+  description = "Age at which the next terraform apply signs a new OVMS SAS (before ovms_sas_valid_days runs out)."
+  type        = number
+  default     = 60
+  validation {
+    condition     = var.ovms_sas_rotate_days >= 1
+    error_message = "ovms_sas_rotate_days: at least 1."
+  }
 }
