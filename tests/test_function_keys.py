@@ -135,3 +135,19 @@ def test_request_http_shows_where_the_key_goes():
         if route == "HttpTriggerHealth":
             continue
         assert "x-functions-key: {{key}}" in headers, route
+
+
+def test_openapi_says_which_operations_take_a_key():
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "openapi.yaml").read_text())
+    schemes = spec["components"]["securitySchemes"]
+    assert (schemes["functionKey"]["in"], schemes["functionKey"]["name"]) == ("header", "x-functions-key")
+    assert (schemes["functionCode"]["in"], schemes["functionCode"]["name"]) == ("query", "code")
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            keyed = bool(op.get("security"))
+            assert keyed == (path in KEYED), (path, method)
+            if keyed:
+                assert op["security"] == [{"functionKey": []}, {"functionCode": []}], path
+    assert "security" not in spec  # no global requirement: the frontend's routes stay open
