@@ -150,6 +150,9 @@ resource "azurerm_container_app" "ovms" {
       concurrent_requests = tostring(var.ovms_concurrent_requests)
     }
 
+    # A Secret volume holds every secret of the app as a file (the provider has no per-secret
+    # selection): /config/config-json, and /config/storage-connection, readable only inside the
+    # container, which has that value in its environment anyway.
     volume {
       name         = "config"
       storage_type = "Secret"
