@@ -67,25 +67,31 @@ def read_bytes(location: str, setting: str = "", timeout_s: float = STORAGE_TIME
     return data
 
 
+def side_file_name(setting: str) -> str:
+    """How answers and logs name a side file: by its setting, never by its location (a path or
+    URL is the setting's value)."""
+    return f"the side file of setting {setting}" if setting else "a side file"
+
+
 def read_text(location: str, setting: str = "") -> str:
     """The UTF-8 text at ``location`` (cached); 503 naming the setting when it is not UTF-8."""
     try:
         return read_bytes(location, setting).decode("utf-8-sig")
     except UnicodeDecodeError:
-        where = f" (setting {setting})" if setting else ""
-        raise Misconfigured(f"side file {location}{where} is not UTF-8 text") from None
+        raise Misconfigured(f"{side_file_name(setting)} is not UTF-8 text") from None
 
 
 def _read_uncached(location: str, setting: str, timeout_s: float) -> bytes:
-    where = f" (setting {setting})" if setting else ""
+    name = side_file_name(setting)
     if location.startswith("az://"):
         try:
             container, blob = parse_az_url(location)
-        except ValueError as exc:
-            raise Misconfigured(f"side file location is invalid{where}: {exc}") from None
+        except ValueError:
+            raise Misconfigured(f"{name} is an invalid location (not az://container/path or a "
+                                "file path)") from None
         source = config.storage_source()
         if source is None:
-            raise Misconfigured(f"side file {location}{where} needs AZURE_STORAGE_ACCOUNT_URL "
+            raise Misconfigured(f"{name} is in storage (az://), which needs AZURE_STORAGE_ACCOUNT_URL "
                                 "(identity) or AZURE_STORAGE_CONNECTION_STRING")
         try:
             service = blob_service(source, timeout_s)
@@ -93,10 +99,10 @@ def _read_uncached(location: str, setting: str, timeout_s: float) -> bytes:
             data = service.get_blob_client(container, blob).download_blob(
                 timeout=max(1, int(timeout_s))).readall()
         except Exception as exc:  # azure raises many types; none of them must reach the client
-            log.info("reading side file %s%s failed: %s (answered as 503)", location, where, type(exc).__name__)
-            raise ModelUnavailable(f"side file {location}{where} could not be read from storage",
+            log.info("reading %s from storage failed: %s (answered as 503)", name, type(exc).__name__)
+            raise ModelUnavailable(f"{name} could not be read from storage",
                                    retry_after=RETRY_STORAGE_S) from None
-        log.info("read side file %s (%d bytes)", location, len(data))
+        log.info("read %s from storage (%d bytes)", name, len(data))
         return data
     path = Path(location)
     if not path.is_absolute():
@@ -104,8 +110,8 @@ def _read_uncached(location: str, setting: str, timeout_s: float) -> bytes:
     try:
         data = path.read_bytes()
     except OSError:
-        raise Misconfigured(f"side file {location}{where} was not found") from None
-    log.info("read side file %s (%d bytes)", path, len(data))
+        raise Misconfigured(f"{name} was not found") from None
+    log.info("read %s (%d bytes)", name, len(data))
     return data
 
 

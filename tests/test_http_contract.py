@@ -371,3 +371,48 @@ def test_a_form_with_too_many_fields_is_413_before_it_is_parsed(adapter, kind):
     fields = {f"k{i}": "v" for i in range(http_request.MAX_FORM_FIELDS - 2)}
     resp, data = call(**multipart(fields, {"image": ("i.png", png(), "image/png")}))
     assert resp.status_code == 200, data
+
+
+# ---- issue 25: what error answers repeat, and how strict data: URLs and padding are -------------
+
+def test_unsupported_content_type_is_truncated_in_the_answer_and_the_log(adapter, caplog):
+    ctype = "text/" + "x" * 8000
+    with caplog.at_level(logging.INFO):
+        resp, data = call(body=b"hello", headers={"Content-Type": ctype})
+    assert_error(resp, data, 415, "unsupported_media_type")
+    assert len(data["error"]["message"]) < 300 and "x" * 65 not in data["error"]["message"]
+    assert "text/" + "x" * 59 in data["error"]["message"]  # the start is still shown
+    logged = [r.getMessage() for r in caplog.records]
+    assert logged and all("x" * 65 not in m for m in logged)
+    resp, data = call(body=b"hello", headers={"Content-Type": "text/plain"})  # short: unchanged
+    assert "'text/plain'" in data["error"]["message"]
+
+
+@pytest.mark.parametrize("prefix", ["data:text/html;base64,", "data:application/pdf;base64,",
+                                    "data:text/plain;charset=utf-8;base64,"])
+def test_data_url_declaring_another_type_than_an_image_is_415(adapter, prefix):
+    resp, data = call(**as_json({"image": prefix + base64.b64encode(png()).decode()}))
+    assert_error(resp, data, 415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize("prefix", ["data:application/octet-stream;base64,", "data:image/webp;base64,"])
+def test_data_url_of_unknown_or_other_image_type_is_sniffed(adapter, prefix):
+    """Browsers label a file of unknown type octet-stream (or leave the type out: data:;base64,
+    above); the bytes decide."""
+    resp, data = call(**as_json({"image": prefix + base64.b64encode(png()).decode()}))
+    assert resp.status_code == 200 and data["mean_bgr"] == [10.0, 20.0, 30.0]
+
+
+@pytest.mark.parametrize("text", ["data:image/png,notbase64", "data:image/png;base64"])
+def test_malformed_data_urls_are_400(adapter, text):
+    resp, data = call(**as_json({"image": text}))
+    assert_error(resp, data, 400, "invalid_base64")
+
+
+def test_base64_with_more_padding_than_needed_is_400(adapter):
+    b64 = base64.b64encode(png()).decode()
+    assert call(**as_json({"image": b64}))[0].status_code == 200  # control: exact padding
+    assert call(**as_json({"image": b64.rstrip("=")}))[0].status_code == 200  # none: accepted
+    for extra in ("=", "==", "===="):
+        resp, data = call(**as_json({"image": b64 + extra}))
+        assert_error(resp, data, 400, "invalid_base64")

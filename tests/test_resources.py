@@ -8,7 +8,7 @@ import pytest
 
 from scripts.tooling.azurite import connection_string, free_port
 from shared import config, resources
-from shared.errors import ModelUnavailable
+from shared.errors import Misconfigured, ModelUnavailable
 
 
 @pytest.fixture(autouse=True)
@@ -211,3 +211,26 @@ def test_an_az_side_file_without_any_storage_setting_is_a_503_naming_the_setting
         resources.read_bytes("az://ovms/x/labels.txt", "OBJECTDETECTION_LABELS_PATH")
     assert ei.value.status == 503
     assert "AZURE_STORAGE_ACCOUNT_URL" in ei.value.message and "AZURE_STORAGE_CONNECTION_STRING" in ei.value.message
+
+
+@pytest.mark.parametrize("make", ["missing", "not_utf8", "storage_without_connection", "bad_az"])
+def test_side_file_errors_and_logs_name_the_setting_never_its_value(make, tmp_path, monkeypatch, caplog):
+    """Issue 25: the answer named the path (side file /tmp/.../chars.txt (setting ...) was not
+    found); now the setting only, in the answer and in the log."""
+    secret_dir = tmp_path / "secret-folder-7f3a"
+    secret_dir.mkdir()
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
+    monkeypatch.delenv("AzureWebJobsStorage", raising=False)
+    monkeypatch.delenv("AZURE_STORAGE_ACCOUNT_URL", raising=False)
+    location = {"missing": str(secret_dir / "chars.txt"),
+                "not_utf8": str(secret_dir / "latin1.txt"),
+                "storage_without_connection": "az://secret-container-7f3a/chars.txt",
+                "bad_az": "az://secret-container-7f3a"}[make]
+    (secret_dir / "latin1.txt").write_bytes(b"\xe9t\xe9")
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(Misconfigured) as info:
+            resources.read_text(location, "HANDWRITTEN_CHARLIST_PATH")
+    message = info.value.message
+    assert "HANDWRITTEN_CHARLIST_PATH" in message
+    for text in [message] + [r.getMessage() for r in caplog.records]:
+        assert "7f3a" not in text and location not in text, text

@@ -7,6 +7,14 @@
 
 Query-string options apply to every form; options in the body win. Every failure is a 4xx from
 ``shared.errors``.
+
+Strictness (README "Requests"): a ``data:`` URL must be base64 and may not say it holds
+something else than an image: ``image/*``, ``application/octet-stream`` or no type at all are
+accepted (``FileReader.readAsDataURL`` writes ``data:;base64,`` or the octet-stream type for a
+file whose type the browser does not know; the bytes are sniffed anyway), any other type
+(``data:text/html;base64,...``) is 415. Base64 may leave out its trailing padding (URL-safe
+encoders do) but may not carry more than completes its last group (400). Client text echoed in
+an error (a Content-Type, a data: URL's type) is cut to ``ECHO_CHARS`` characters.
 """
 from __future__ import annotations
 
@@ -27,6 +35,10 @@ _RAW_TYPES = ("application/octet-stream",)
 _FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[^;,]*)*)(?P<b64>;base64)?,",
                        re.IGNORECASE)
+#: media types a data: URL may declare besides image/* (or none: a browser's unknown file type)
+_DATA_URL_TYPES = ("application/octet-stream",)
+#: most characters of client text an error message repeats (answer and log)
+ECHO_CHARS = 64
 _WS = re.compile(rb"\s+")
 #: most fields a form may carry (the app reads one image and a few options); more is refused before
 #: any parsing, so a body of a million pairs costs a byte count, not a parse (ASP.NET's limit is 1024)
@@ -57,8 +69,13 @@ def parse_request(req: func.HttpRequest, max_body_bytes: int) -> Tuple[bytes, Di
             raise MissingImage("the request body is empty; send an image")
         return body, options
     raise UnsupportedMediaType(
-        f"content type {ctype!r} is not accepted; send application/json, multipart/form-data, "
+        f"content type {shown(ctype)!r} is not accepted; send application/json, multipart/form-data, "
         "image/* or application/octet-stream")
+
+
+def shown(text: str, limit: int = ECHO_CHARS) -> str:
+    """``text`` as an error message may repeat it: at most ``limit`` characters, then "..."."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _parse_json(body: bytes) -> Dict[str, Any]:
@@ -115,15 +132,23 @@ def decode_image_field(value: Any, max_body_bytes: int) -> bytes:
     if match:
         if not match.group("b64"):
             raise InvalidBase64("only base64 data: URLs are accepted")
+        mime = (match.group("mime") or "").lower()
+        if mime and not (mime.startswith("image/") or mime in _DATA_URL_TYPES):
+            raise UnsupportedMediaType(f"the data: URL declares {shown(mime)!r}, not an image; "
+                                       "send data:image/...;base64,...")
         text = text[match.end():]
+    elif text[:5].lower() == "data:":
+        raise InvalidBase64("the data: URL is malformed; send data:image/...;base64,...")
     raw = _WS.sub(b"", text.encode("ascii", "replace"))
     if not raw:
         raise MissingImage("'image' is empty")
     if len(raw) * 3 // 4 > max_body_bytes:
         raise PayloadTooLarge(f"the image is larger than {max_body_bytes} bytes")
     raw = raw.replace(b"-", b"+").replace(b"_", b"/")  # accept the URL-safe alphabet too
-    raw = raw.rstrip(b"=")
-    raw += b"=" * (-len(raw) % 4)
+    data = raw.rstrip(b"=")
+    if len(raw) - len(data) > -len(data) % 4:
+        raise InvalidBase64("'image' has more base64 padding than its last group needs")
+    raw = data + b"=" * (-len(data) % 4)
     try:
         return base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
