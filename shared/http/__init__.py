@@ -85,7 +85,7 @@ def _serve(req: func.HttpRequest, task_name: str, timings: Timings, start: float
         decoded = imaging.decode(image_bytes, limits)
     adapter = serving.get_adapter(config.model_settings(endpoint.prefix))
     meta = adapter.metadata()
-    result = task.run(decoded.pixels, adapter, options, timings, meta=meta)
+    result = task.run_owned(decoded.pixels, adapter, options, timings, meta=meta)
     label = f"{meta.name}:{meta.version}"
     if answer.kind == Answer.PICTURE:
         return _picture(task, decoded.pixels, result, options, answer, timings, start, label), label
@@ -115,7 +115,7 @@ def _picture(task: Any, pixels: Any, result: Any, options: Any, answer: Answer, 
     from shared import imaging
 
     with timings.stage("render"):
-        picture = task.render(pixels, result, options)
+        picture = task.render_owned(pixels, result, options)  # the request's own picture
     with timings.stage("encode"):
         body = imaging.encode(picture, answer.format)
     return picture_response(body, answer.format, _timing_headers(timings, start, label))

@@ -79,6 +79,18 @@ class Task(abc.ABC, Generic[B]):
     def render(self, image: np.ndarray, result: Any, options: Any) -> np.ndarray:
         """The result drawn for people: a BGR uint8 image."""
 
+    def render_owned(self, image: np.ndarray, result: Any, options: Any) -> np.ndarray:
+        """``render`` of a picture the caller hands over (``shared.http``: the request's decoded
+        picture, not used afterwards), so a task may draw on it instead of on a full-size copy.
+        By default ``render``."""
+        return self.render(image, result, options)
+
+    def run_owned(self, image: np.ndarray, adapter: InferenceAdapter, options: Any, timings: Timings,
+                  meta: Optional[ModelMetadata] = None) -> Any:
+        """``run`` on a picture the caller hands over, so a task may write its answer into it
+        instead of holding a second full-size picture (colorization does). By default ``run``."""
+        return self.run(image, adapter, options, timings, meta=meta)
+
     def run(self, image: np.ndarray, adapter: InferenceAdapter, options: Any, timings: Timings,
             meta: Optional[ModelMetadata] = None) -> Any:
         """One ``preprocess -> infer -> postprocess`` pass, timed per stage (``meta``: the

@@ -15,9 +15,13 @@ Pipeline, as Open Model Zoo's colorization demo: the picture goes to grey, then 
 predicted ab is resized back to the picture's size, joined with the full-resolution L, taken
 from Lab back to BGR and clipped.
 
-Efficiency: a grey pixel's L depends only on its 8-bit level, so the full-resolution L is one
-256-entry lookup (exact CIE values) instead of a full-image RGB -> Lab pass. Everything else
-is float32 OpenCV.
+Efficiency: a grey pixel's L depends only on its 8-bit level, so L is one 256-entry lookup
+(exact CIE values) instead of an RGB -> Lab pass. Memory: no full-size float copy is ever made.
+The model's input reads only the rows bilinear resizing samples; the answer is built a band of
+rows at a time (grey -> L, ab resized to the band, Lab -> BGR in float32, rounded to uint8),
+written over the request's own decoded picture when the caller hands it over (``run(owned=True)``,
+as ``shared.http`` does). Its pixels match the full-size float32 computation within 1 level
+(tests/test_colorization_memory.py measures it on a real photo).
 """
 from __future__ import annotations
 
@@ -35,8 +39,9 @@ from shared.errors import BadModelOutput, Misconfigured
 from shared.formats import MIME_TYPES
 from shared.logs import get_logger
 from shared.options import opt_bool, opt_choice, opt_int
-from shared.serving.base import ModelMetadata, TensorInfo
+from shared.serving.base import InferenceAdapter, ModelMetadata, TensorInfo
 from shared.tasks.base import Task
+from shared.timings import Timings
 
 log = get_logger("tasks.colorization")
 
@@ -132,9 +137,10 @@ class ModelLayout:
 
 @dataclass(frozen=True)
 class _Context:
-    lightness: np.ndarray  # HxW float32, L of the original picture at full resolution
+    image: np.ndarray  # the picture (BGR uint8); its L is read a band of rows at a time
     layout: ModelLayout
-    original: Optional[np.ndarray]  # kept only for ``compare``
+    left_panel: Optional[np.ndarray]  # the original's comparison panel, kept only for ``compare``
+    out: Optional[np.ndarray]  # where the colorized picture goes (None: a new array)
 
 
 # ---- the task --------------------------------------------------------------------------------
@@ -175,7 +181,8 @@ class ColorizationTask(Task[ModelLayout]):
                 cached = _parse_coefficients(resources.read_bytes(location, COEFFICIENTS_SETTING),
                                              location)
                 self._coefficients[location] = cached
-                log.info("colorization coefficients: %d bins from %s", cached.shape[1], location)
+                log.info("colorization coefficients: %d bins (setting %s)", cached.shape[1],
+                         COEFFICIENTS_SETTING)
         return cached
 
     # -- pipeline
@@ -183,13 +190,28 @@ class ColorizationTask(Task[ModelLayout]):
         """Input name and size, and the variant (PyTorch ab or Caffe bins), from the metadata."""
         return model_layout(meta)
 
-    def preprocess(self, image: np.ndarray, meta: ModelMetadata, options: ColorizationOptions
-                   ) -> Tuple[Dict[str, np.ndarray], _Context]:
+    def run_owned(self, image: np.ndarray, adapter: InferenceAdapter, options: ColorizationOptions,
+                  timings: Timings, meta: Optional[ModelMetadata] = None) -> ColorizationResult:
+        """The base pass, the colorized picture written over ``image`` (the request's own decoded
+        picture, when it is contiguous): no second full-size picture is held."""
+        meta = meta or adapter.metadata()
+        out = image if image.flags.c_contiguous and image.flags.writeable else None
+        with timings.stage("preprocess"):
+            inputs, context = self.preprocess(image, meta, options, out=out)
+        with timings.stage("inference"):
+            outputs = adapter.infer(inputs)
+        with timings.stage("postprocess"):
+            return self.postprocess(outputs, context, meta, options)
+
+    def preprocess(self, image: np.ndarray, meta: ModelMetadata, options: ColorizationOptions,
+                   out: Optional[np.ndarray] = None) -> Tuple[Dict[str, np.ndarray], _Context]:
+        """The model's L input, read from the rows it samples (no full-size L). ``out``: where
+        postprocess writes the colorized picture (``image`` itself, when the caller owns it)."""
         layout = self.bound(meta)
-        lightness = lightness_of(image)
-        model_l = cv2.resize(lightness, (layout.width, layout.height), interpolation=cv2.INTER_LINEAR)
+        model_l = model_lightness(image, layout.height, layout.width)
         tensor = model_l.reshape(1, 1, layout.height, layout.width)  # float32; the adapter casts
-        context = _Context(lightness, layout, image if options.compare else None)
+        left = _panel(image, COMPARE_HEIGHT) if options.compare else None
+        context = _Context(image, layout, left, out)
         return {layout.input_name: tensor}, context
 
     def postprocess(self, outputs: Mapping[str, np.ndarray], context: _Context, meta: ModelMetadata,
@@ -202,10 +224,10 @@ class ColorizationTask(Task[ModelLayout]):
             ab_small = ab_from_bins(raw, self.coefficients(), layout.output_name)
         else:
             ab_small = ab_from_ab(raw, layout.output_name)
-        colorized = compose(context.lightness, ab_small)
+        colorized = colorize(context.image, ab_small, context.out)
         comparison = None
-        if options.compare and context.original is not None:
-            comparison = side_by_side(context.original, colorized)
+        if options.compare and context.left_panel is not None:
+            comparison = side_by_side(None, colorized, left=context.left_panel)
         return ColorizationResult(colorized, layout.variant, options.output_format,
                                   options.quality, comparison)
 
@@ -289,29 +311,74 @@ def ab_from_bins(raw: np.ndarray, coefficients: np.ndarray, name: str = BINS_OUT
     return np.ascontiguousarray(ab.reshape(2, h, w).transpose(1, 2, 0))
 
 
-def compose(lightness: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
-    """Full-resolution L + ab at model resolution -> BGR uint8 of L's size.
+def linear_taps(src: int, dst: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i0, i1, weight of i1) of each of ``dst`` samples along an axis of ``src`` samples, as
+    ``cv2.resize(..., INTER_LINEAR)`` computes them: centre-aligned, clamped at the edges."""
+    scale = src / dst
+    pos = ((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
+    i0 = np.floor(pos).astype(np.intp)
+    frac = (pos - i0.astype(np.float32)).astype(np.float32)
+    low, high = i0 < 0, i0 >= src - 1
+    frac[low | high] = 0.0
+    i0 = np.clip(i0, 0, src - 1)
+    return i0, np.minimum(i0 + 1, src - 1), frac
 
-    Lab -> BGR runs in bands of rows through small reused buffers, so a large picture never
-    holds full-size float Lab/BGR copies (less memory, better cache use); the float -> uint8
-    step clips to [0, 1] and rounds in the same pass.
+
+def _mix_rows(rows0: np.ndarray, rows1: np.ndarray, frac: np.ndarray) -> np.ndarray:
+    """rows0 * (1 - frac) + rows1 * frac, one weight per row (float32)."""
+    shape = (-1,) + (1,) * (rows0.ndim - 1)
+    w1 = frac.reshape(shape)
+    return rows0 * (np.float32(1.0) - w1) + rows1 * w1
+
+
+def model_lightness(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``height`` x ``width`` float32 L of the picture's grey version, bilinear as
+    ``cv2.resize(lightness_of(image), (width, height))``, read from only the rows that resize
+    samples (two per output row): no full-size grey or L copy."""
+    i0, i1, frac = linear_taps(image.shape[0], height)
+    rows = np.unique(np.concatenate([i0, i1]))
+    picked = cv2.LUT(_gray_rows(image[rows]), _L_OF_GRAY)  # len(rows) x W float32
+    narrow = cv2.resize(picked, (width, len(rows)), interpolation=cv2.INTER_LINEAR)  # columns only
+    where = {int(r): k for k, r in enumerate(rows)}
+    k0 = np.array([where[int(r)] for r in i0], np.intp)
+    k1 = np.array([where[int(r)] for r in i1], np.intp)
+    return np.ascontiguousarray(_mix_rows(narrow[k0], narrow[k1], frac), dtype=np.float32)
+
+
+def _gray_rows(rows: np.ndarray) -> np.ndarray:
+    """Rows of a BGR (or grey) picture -> contiguous uint8 grey."""
+    return np.ascontiguousarray(imaging.to_gray(np.ascontiguousarray(rows)), dtype=np.uint8)
+
+
+def colorize(image: np.ndarray, ab_small: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """The picture's full-resolution L + ab at model resolution -> BGR uint8 of the picture's size.
+
+    A band of rows at a time through small reused buffers: the band's grey -> L (a lookup), ab
+    resized bilinearly to the band (columns once for the whole width at model height, rows per
+    band, the coordinates ``cv2.resize`` uses), Lab -> BGR in float32, saturated and rounded to
+    uint8 into ``out`` (``image`` itself is allowed: a band is read before it is written). No
+    full-size float copy exists: the peak beyond the picture and ``out`` is a few megabytes.
     """
-    height, width = lightness.shape
-    if ab_small.shape[:2] == (height, width):
-        ab = ab_small
-    else:
-        ab = cv2.resize(ab_small, (width, height), interpolation=cv2.INTER_LINEAR)
-    out = np.empty((height, width, 3), np.uint8)
+    height, width = image.shape[:2]
+    if out is None:
+        out = np.empty((height, width, 3), np.uint8)
+    wide = cv2.resize(np.ascontiguousarray(ab_small, dtype=np.float32), (width, ab_small.shape[0]),
+                      interpolation=cv2.INTER_LINEAR)  # model rows x W x 2
+    i0, i1, frac = linear_taps(ab_small.shape[0], height)
     rows = max(1, min(height, _BAND_PIXELS // width))
     lab = np.empty((rows, width, 3), np.float32)
     bgr = np.empty((rows, width, 3), np.float32)
+    band8 = np.empty((rows, width, 3), np.uint8)
     for top in range(0, height, rows):
         n = min(rows, height - top)
         lab_band, bgr_band = lab[:n], bgr[:n]
-        cv2.merge([lightness[top:top + n], ab[top:top + n]], lab_band)
+        lightness = cv2.LUT(_gray_rows(image[top:top + n]), _L_OF_GRAY)
+        ab = _mix_rows(wide[i0[top:top + n]], wide[i1[top:top + n]], frac[top:top + n])
+        cv2.merge([lightness, ab], lab_band)
         cv2.cvtColor(lab_band, cv2.COLOR_Lab2BGR, bgr_band)
         # 255 * x saturated to uint8: negatives -> 0, above 1 -> 255, rounded
-        cv2.addWeighted(bgr_band, 255.0, bgr_band, 0.0, 0.0, out[top:top + n], dtype=cv2.CV_8U)
+        cv2.addWeighted(bgr_band, 255.0, bgr_band, 0.0, 0.0, band8[:n], dtype=cv2.CV_8U)
+        out[top:top + n] = band8[:n]
     return out
 
 
@@ -319,22 +386,23 @@ def _parse_coefficients(data: bytes, location: str) -> np.ndarray:
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
     except Exception:  # np.load raises several types on a broken file
-        raise Misconfigured(f"colour coefficients at {location} (setting {COEFFICIENTS_SETTING}) "
+        raise Misconfigured(f"the colour coefficients (setting {COEFFICIENTS_SETTING}) "
                             "are not a readable .npy file") from None
     if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] < 2 or \
             not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
-        raise Misconfigured(f"colour coefficients at {location} (setting {COEFFICIENTS_SETTING}) "
+        raise Misconfigured(f"the colour coefficients (setting {COEFFICIENTS_SETTING}) "
                             f"have shape {list(arr.shape)}; expected finite [K,2]")
     return np.ascontiguousarray(arr.T, dtype=np.float32)
 
 
 # ---- comparison picture ----------------------------------------------------------------------
 
-def side_by_side(original: np.ndarray, colorized: np.ndarray,
-                 height: int = COMPARE_HEIGHT) -> np.ndarray:
+def side_by_side(original: Optional[np.ndarray], colorized: np.ndarray,
+                 height: int = COMPARE_HEIGHT, left: Optional[np.ndarray] = None) -> np.ndarray:
     """The original and the colorized picture side by side at ``height`` pixels, labelled
-    "Original" and "Colorized" in red, as the original OVaaS answered."""
-    left = _panel(original, height)
+    "Original" and "Colorized" in red, as the original OVaaS answered (``left``: the original's
+    panel made beforehand, when the original's pixels are gone)."""
+    left = _panel(original, height) if left is None else left.copy()
     right = _panel(colorized, left.shape[0], left.shape[1])
     _label(left, "Original")
     _label(right, "Colorized")

@@ -258,10 +258,10 @@ class DetectionTask(Task[Detector]):
             try:
                 names = parse_labels(text)
             except ValueError as exc:
-                raise Misconfigured(f"labels file {location} (setting {LABELS_SETTING}) is "
+                raise Misconfigured(f"the labels file (setting {LABELS_SETTING}) is "
                                     f"invalid: {exc}") from None
             self._labels = (location, names)
-            log.info("loaded %d labels from %s", len(names), location)
+            log.info("loaded %d labels (setting %s)", len(names), LABELS_SETTING)
         return names
 
     # -- pipeline
@@ -299,12 +299,19 @@ class DetectionTask(Task[Detector]):
         """The image with one labelled box per detection."""
         return draw_detections(image, result)
 
+    def render_owned(self, image: np.ndarray, result: DetectionResult,
+                     options: DetectionOptions) -> np.ndarray:
+        """The boxes drawn on the request's own picture (no full-size copy)."""
+        return draw_detections(image, result, in_place=True)
+
 
 # ---- steps (module functions so tests can call them on plain arrays) ---------------------------
 
 # Above this many source values (4 MP x 3 channels) the image is not converted to float32 whole
 # (up to 480 MB for a 40 MP photo): only the rows the vertical pass samples are.
 FULL_FLOAT_LIMIT = 12_000_000
+#: output rows the vertical pass interpolates at once
+_ROW_CHUNK = 16
 
 
 def resize_input(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -327,8 +334,15 @@ def resize_input(image: np.ndarray, height: int, width: int) -> np.ndarray:
         y0 = y.astype(np.intp)
         y1 = np.minimum(y0 + 1, src_h - 1)
         fy = (y - y0).astype(np.float32)[:, None, None]
-        rows = image[y0].astype(np.float32)
-        rows += (image[y1].astype(np.float32) - rows) * fy
+        rows = np.empty((height, src_w, image.shape[2]), np.float32)
+        for k in range(0, height, _ROW_CHUNK):  # a few rows at a time: no full-height temporaries
+            part = slice(k, k + _ROW_CHUNK)
+            top = image[y0[part]].astype(np.float32)
+            below = image[y1[part]].astype(np.float32)
+            below -= top
+            below *= fy[part]
+            top += below
+            rows[part] = top
         # same height: cv2 only interpolates horizontally (its vertical weights are all 0)
         resized = cv2.resize(rows, (width, height), interpolation=cv2.INTER_LINEAR)
     return np.rint(resized, out=resized)
@@ -394,9 +408,10 @@ _PALETTE = np.array([(0, 200, 255), (255, 128, 0), (0, 200, 0), (200, 0, 200), (
                     np.uint8)
 
 
-def draw_detections(image: np.ndarray, result: DetectionResult) -> np.ndarray:
-    """Draw each detection as a rectangle with a filled caption "label 0.93" (BGR uint8 copy)."""
-    canvas = np.ascontiguousarray(image.copy())
+def draw_detections(image: np.ndarray, result: DetectionResult, in_place: bool = False) -> np.ndarray:
+    """Draw each detection as a rectangle with a filled caption "label 0.93" (on a BGR uint8 copy;
+    on ``image`` itself with ``in_place``, when it is contiguous)."""
+    canvas = image if in_place and image.flags.c_contiguous else np.ascontiguousarray(image.copy())
     h, w = canvas.shape[:2]
     thick = max(1, int(round(min(h, w) / LINE_DIVISOR)))
     font_scale = max(MIN_FONT_SCALE, min(h, w) / FONT_DIVISOR)

@@ -278,6 +278,11 @@ class HandwritingTask(Task[Recognizer]):
                ) -> np.ndarray:
         return render_result(image, result)
 
+    def render_owned(self, image: np.ndarray, result: HandwritingResult,
+                     options: HandwritingOptions) -> np.ndarray:
+        """The frames drawn on the request's own picture (no full-size copy)."""
+        return render_result(image, result, in_place=True)
+
 
 # ---- helpers -------------------------------------------------------------------------------------
 
@@ -286,7 +291,7 @@ def _parse_charlist(location: str, text: str) -> Tuple[str, ...]:
     # As the demo reads it: the file's characters in order, newlines removed.
     chars = tuple(text.replace("\r", "").replace("\n", ""))
     if not chars:
-        raise Misconfigured(f"the char list {location} ({CHARLIST_SETTING}) is empty")
+        raise Misconfigured(f"the char list (setting {CHARLIST_SETTING}) is empty")
     return chars
 
 
@@ -376,11 +381,12 @@ def _font(size: int) -> Any:
 _LINE_COLOURS = ((0, 0, 230), (0, 150, 0), (200, 80, 0), (160, 0, 160), (0, 140, 200))
 
 
-def render_result(image: np.ndarray, result: HandwritingResult) -> np.ndarray:
-    """The picture, with the split lines framed, and the recognised text in a panel under it."""
+def render_result(image: np.ndarray, result: HandwritingResult, in_place: bool = False) -> np.ndarray:
+    """The picture, with the split lines framed, and the recognised text in a panel under it
+    (the frames drawn on ``image`` itself with ``in_place``, when it is contiguous)."""
     from PIL import Image, ImageDraw, ImageFont
 
-    picture = np.ascontiguousarray(image).copy()
+    picture = image if in_place and image.flags.c_contiguous else np.ascontiguousarray(image).copy()
     h, w = picture.shape[:2]
     thick = max(1, int(round(min(h, w) / FRAME_DIVISOR)))
     if result.split:

@@ -432,9 +432,14 @@ class PoseTask(Task[PoseModel]):
         log.debug("pose: %d people at threshold %g", len(decoded), opts.threshold)
         return to_result(decoded, context, heatmaps.shape[2], heatmaps.shape[3])
 
-    def render(self, image: np.ndarray, result: PoseResult, options: Any) -> np.ndarray:
-        """Skeletons (limbs blended at 60 %) and keypoint dots over the input image."""
-        canvas = np.ascontiguousarray(image).copy()
+    def render_owned(self, image: np.ndarray, result: PoseResult, options: Any) -> np.ndarray:
+        """``render`` drawn on the request's own picture (no full-size copy)."""
+        return self.render(image, result, options, in_place=True)
+
+    def render(self, image: np.ndarray, result: PoseResult, options: Any, in_place: bool = False) -> np.ndarray:
+        """Skeletons (limbs blended at 60 %) and keypoint dots over the input image (on a copy; on
+        ``image`` itself with ``in_place``, when it is contiguous)."""
+        canvas = image if in_place and image.flags.c_contiguous else np.ascontiguousarray(image).copy()
         if not result.people:
             return canvas
         side = max(canvas.shape[:2])
