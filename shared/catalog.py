@@ -42,6 +42,23 @@ class SideFile:
 
 
 @dataclass(frozen=True)
+class MemoryCost:
+    """An endpoint's worst-case peak memory for one request, ``a_mb + b_mb_per_mp x megapixels``
+    (MiB; a megapixel is 10^6 pixels), over the worker's memory when the request's body has
+    arrived: the most its whole work holds at once (decode, preprocess, model call, postprocess,
+    render, encode, the answer's bytes), for the worst picture inside the limits and the worst
+    answer form. Measured by tests/test_memory_budget.py (``tests.memory_probe``, fresh child
+    processes) and bench/bench_hostile.py, with a margin; the budget reserves it per request."""
+
+    a_mb: float
+    b_mb_per_mp: float
+
+    def peak_bytes(self, pixels: int) -> int:
+        """The reservation of a request for a picture of ``pixels`` pixels (bytes)."""
+        return int((self.a_mb + self.b_mb_per_mp * pixels / 1e6) * (1 << 20))
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """One endpoint of the app."""
 
@@ -60,6 +77,9 @@ class Endpoint:
     u8_input: bool = False
     original_answer: str = ORIGINAL_PICTURE  # what /api/<compat_function> answers by default
     original_options: Tuple[Tuple[str, str], ...] = ()  # option defaults of that answer
+    #: worst-case peak memory of one request (README "Limits"; the budget reserves it); a task
+    #: added without measuring gets the largest of the measured ones
+    memory: MemoryCost = MemoryCost(32.0, 9.0)
 
 
 ENDPOINTS: Tuple[Endpoint, ...] = (
@@ -67,13 +87,17 @@ ENDPOINTS: Tuple[Endpoint, ...] = (
         task="pose", task_class="shared.tasks.pose:PoseTask",
         function="HttpTriggerHumanPose", compat_function="humanpose", prefix="HUMANPOSE",
         model_name="human-pose-estimation", omz_model="human-pose-estimation-0001", u8_input=True,
-        sample_images=("people1.jpeg", "baseball.jpg", "people2.jpeg", "people3.jpeg", "people4.jpeg")),
+        sample_images=("people1.jpeg", "baseball.jpg", "people2.jpeg", "people3.jpeg", "people4.jpeg"),
+        # decode 8.6 MiB/MP (progressive JPEG), render 7.3 (limbs layer), heatmap decoding ~30 MiB
+        memory=MemoryCost(a_mb=32.0, b_mb_per_mp=9.0)),
     Endpoint(
         task="handwriting", task_class="shared.tasks.handwriting:HandwritingTask",
         function="HttpTriggerHandwritten", compat_function="handwritten", prefix="HANDWRITTEN",
         model_name="handwritten-japanese-recognition", omz_model="handwritten-japanese-recognition-0001",
         sample_images=("handwritten_japanese_test.png", "japanese_handwriting_multiline.jpeg"),
         original_answer=ORIGINAL_JSON, u8_input=True,
+        # decode 8.6 MiB/MP (progressive JPEG), render 6.8 (picture + text panel), font ~20 MiB
+        memory=MemoryCost(a_mb=32.0, b_mb_per_mp=9.0),
         side_files=(
             SideFile("HANDWRITTEN_CHARLIST_PATH", "the model's character list (one class per character)",
                      default="az://ovms/handwritten-japanese-recognition/kondate_nakayosi.txt",
@@ -87,6 +111,8 @@ ENDPOINTS: Tuple[Endpoint, ...] = (
         model_name="colorization", omz_model="colorization-v2", sample_images=("ansel_adams2.jpg", "ansel_adams3.jpg"),
         omz_precision=None,  # a public model: converted, not published per precision
         original_options=(("compare", "true"),),  # the original answered both pictures side by side
+        # decode 8.6 MiB/MP (progressive JPEG); colorized over the picture in bands, encode 4.5
+        memory=MemoryCost(a_mb=24.0, b_mb_per_mp=9.0),
         side_files=(
             SideFile("COLORIZATION_COEFFICIENTS_PATH", "the 313 ab bin centres (Caffe variant only)",
                      filename="colorization-v2.npy"),
@@ -96,12 +122,33 @@ ENDPOINTS: Tuple[Endpoint, ...] = (
         function="HttpTriggerObjectDetection", compat_function="objectdetection", prefix="OBJECTDETECTION",
         model_name="object-detection", omz_model="person-detection-retail-0013", u8_input=True,
         sample_images=("people1.jpeg", "people2.jpeg", "people3.jpeg", "people4.jpeg"),
+        # decode 8.6 MiB/MP (progressive JPEG), preprocess 8.2 (float rows of the resize)
+        memory=MemoryCost(a_mb=24.0, b_mb_per_mp=9.0),
         side_files=(
             SideFile("OBJECTDETECTION_LABELS_PATH", "label names, one per line or JSON {id: name}",
                      filename="{model}.txt", where=LABELS_FOLDER),
         )),
 )
 # -- end of ENDPOINTS --
+
+#: The app's resting size on an instance (MiB): the Python worker with every module imported and
+#: each endpoint warmed up (140 MiB measured, tests.memory_probe) and the Functions host beside it
+#: (an allowance of about 200 MiB: the .NET host cannot run here). The default memory budget is
+#: the instance's memory less this (``shared.config.memory_budget_bytes``).
+APP_RESTING_MB = 350
+
+
+def largest_peak_bytes(pixels: int) -> int:
+    """The largest reservation any endpoint makes for a picture of ``pixels`` pixels (bytes)."""
+    return max(endpoint.memory.peak_bytes(pixels) for endpoint in ENDPOINTS)
+
+
+def required_instance_mb(concurrency: int, max_pixels: int, max_body_bytes: int = 0) -> float:
+    """Instance memory (MiB) that fits ``concurrency`` requests at once at the limits: resting
+    size + concurrency x (the largest per-request peak + the request body), README "Limits"."""
+    per_request = largest_peak_bytes(max_pixels) + max_body_bytes
+    return APP_RESTING_MB + concurrency * per_request / (1 << 20)
+
 
 def _find(**fields: str) -> Optional[Endpoint]:
     for endpoint in ENDPOINTS:  # a handful of entries: a scan is cheaper than keeping indexes in step

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import List, Mapping, Optional
+from typing import List, Mapping, Optional, Tuple
 
 from shared import catalog
 from shared.errors import Misconfigured
@@ -25,7 +25,8 @@ GLOBAL_SETTINGS = ("OVMS_API", "OVMS_TIMEOUT_SECONDS", "OVMS_CONNECT_TIMEOUT_SEC
                    "OVMS_METADATA_TTL_SECONDS", "MAX_BODY_BYTES", "MAX_IMAGE_PIXELS", "MAX_IMAGE_SIDE",
                    "HEALTH_CACHE_SECONDS", "AZURE_STORAGE_CONNECTION_STRING", "AzureWebJobsStorage",
                    "PYTHON_THREADPOOL_THREAD_COUNT", "OVMS_TLS", "OVMS_TLS_CA_FILE",
-                   "AZURE_STORAGE_ACCOUNT_URL")
+                   "AZURE_STORAGE_ACCOUNT_URL", "MEMORY_BUDGET_MB", "INSTANCE_MEMORY_MB",
+                   "WEBSITE_MEMORY_LIMIT_MB")
 
 API_KSERVE = "kserve"
 API_TFS = "tfs"
@@ -176,6 +177,43 @@ def worker_threads(env: Optional[Mapping[str, str]] = None) -> int:
     """Threads the Functions Python worker runs functions on: PYTHON_THREADPOOL_THREAD_COUNT (the
     platform's setting), else Python's ThreadPoolExecutor default, min(32, CPUs + 4)."""
     return _int(_env(env), "PYTHON_THREADPOOL_THREAD_COUNT", min(32, (os.cpu_count() or 1) + 4))
+
+
+#: cgroup files holding the container's memory limit (v2, then v1); "max" or a huge number = none
+CGROUP_LIMIT_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def instance_memory_bytes(env: Optional[Mapping[str, str]] = None,
+                          cgroup_files: Tuple[str, ...] = CGROUP_LIMIT_FILES) -> Tuple[int, str]:
+    """(bytes, where from) of the memory this instance has: a cgroup limit, else
+    WEBSITE_MEMORY_LIMIT_MB (App Service) or INSTANCE_MEMORY_MB (the Flex instance size, set by
+    deploy/terraform), else the machine's physical memory."""
+    e = _env(env)
+    for path in cgroup_files:
+        try:
+            raw = open(path, encoding="ascii").read().strip()
+        except (OSError, ValueError):
+            continue
+        if raw.isdigit() and 0 < int(raw) < (1 << 60):
+            return int(raw), "cgroup"
+    for name in ("WEBSITE_MEMORY_LIMIT_MB", "INSTANCE_MEMORY_MB"):
+        if _get(e, name) is not None:
+            return _int(e, name, 0) << 20, name
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "machine"
+    except (AttributeError, OSError, ValueError):
+        return 2048 << 20, "assumed"
+
+
+def memory_budget_bytes(env: Optional[Mapping[str, str]] = None,
+                        cgroup_files: Tuple[str, ...] = CGROUP_LIMIT_FILES) -> int:
+    """Bytes the requests in flight on this instance may hold at once: MEMORY_BUDGET_MB, else the
+    instance's memory (``instance_memory_bytes``) less the app's resting size (at least 64 MiB)."""
+    e = _env(env)
+    if _get(e, "MEMORY_BUDGET_MB") is not None:
+        return _int(e, "MEMORY_BUDGET_MB", 0) << 20
+    total, _ = instance_memory_bytes(e, cgroup_files)
+    return max(64 << 20, total - (catalog.APP_RESTING_MB << 20))
 
 
 def health_cache_seconds(env: Optional[Mapping[str, str]] = None) -> float:

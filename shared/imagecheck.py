@@ -6,14 +6,17 @@ directory entry rather than per pixel, so a small file inside every limit could 
 for a minute. Each check here walks the file's structure (never its pixel data) in time
 proportional to the number of structures it allows, and refuses a file that asks for more:
 
-- JPEG: at most ``MAX_JPEG_SCANS`` scans and ``MAX_JPEG_SEGMENTS`` marker segments, and in the
+- JPEG: at most ``MAX_JPEG_SCANS`` scans and ``MAX_JPEG_SEGMENTS`` marker segments, a file of
+  several scans (progressive) at most ``MAX_JPEG_COEFFICIENT_BYTES_PER_PIXEL`` bytes of
+  coefficients per pixel (plus ``JPEG_COEFFICIENT_SLACK``), and in the
   header that Pillow parses in Python at most ``MAX_JPEG_DQT_BYTES`` of quantization tables and
   ``MAX_JPEG_PHOTOSHOP_BLOCKS`` Photoshop resource blocks; the file must end its last scan with
   an EOI marker (a truncated JPEG is refused, not half-decoded).
 - PNG: at most ``MAX_PNG_CHUNKS`` chunks that the decoder reads, and at most
   ``MAX_PNG_INFLATED_CHUNKS`` of the chunks it inflates besides the pixels (iCCP, zTXt, iTXt).
 - TIFF: at most ``MAX_TIFF_IFD_ENTRIES`` entries in each directory the decoder reads, at most
-  ``MAX_TIFF_BLOCKS`` strips or tiles per plane, and at most 8 bytes per stored pixel.
+  ``MAX_TIFF_BLOCKS`` strips or tiles per plane, at most 8 bytes per stored pixel, and at most
+  ``MAX_TIFF_BLOCK_BYTES`` in one decoded strip or tile of more than 4 bytes per pixel.
 - WebP: at most ``MAX_WEBP_CHUNKS`` chunks (frames included; only the first frame is decoded).
 - BMP: run-length encoded files are reported, so they go to OpenCV's C decoder (Pillow's is Python).
 
@@ -38,6 +41,15 @@ MAX_JPEG_SCANS = 100
 #: one ~2 per scan, an ICC profile one per 64 KB). Pillow reads the header segments one by one in
 #: Python (~1.5 us each), so a million empty COM segments cost ~1.6 s.
 MAX_JPEG_SEGMENTS = 1024
+#: Coefficient memory of a JPEG of several scans (progressive), per pixel: libjpeg keeps every
+#: coefficient of the whole picture while it decodes, 2 bytes per sample of every component
+#: (sampling factors counted). 3 components without subsampling take 6 bytes per pixel (decode
+#: peak 3 x the decoded picture, the largest accepted); a progressive CMYK picture takes 8 (3.7 x),
+#: so it is refused beyond what ``JPEG_COEFFICIENT_SLACK`` allows (about 8 MP). Baseline (one scan)
+#: files are decoded row by row and are not bounded by this.
+MAX_JPEG_COEFFICIENT_BYTES_PER_PIXEL = 6
+JPEG_COEFFICIENT_SLACK = 16 << 20
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 #: Bytes of quantization tables before the first scan: a JPEG needs at most 4 tables (65 or 129
 #: bytes each). Pillow parses the header's tables one by one in Python (~2 us each), so 18 MB of
 #: DQT segments cost ~1 s.
@@ -65,6 +77,13 @@ MAX_TIFF_BLOCKS = 16384
 #: Bytes per stored TIFF pixel (samples x bits / 8): 8 = 16-bit RGBA. libtiff decodes a whole strip
 #: into one buffer, so this bounds that buffer to 8 bytes per pixel.
 MAX_TIFF_BYTES_PER_PIXEL = 8
+#: Decoded bytes in one TIFF strip or tile of more than 4 bytes per pixel (16-bit RGB or RGBA):
+#: libtiff decodes a whole strip into one buffer beside Pillow's 4-byte picture, so a 40 MP 16-bit
+#: RGBA picture in one strip holds 320 MB more while it decodes (4 x the picture, the largest
+#: decode peak of any format). 16-bit writers (libtiff aims at 8 KB strips, Pillow at 64 KB,
+#: Photoshop and scanners write strips too) stay far below; 8-bit files in one strip (older
+#: Pillow wrote those) are left alone: their strip is at most Pillow's picture.
+MAX_TIFF_BLOCK_BYTES = 64 << 20
 
 SUPPORTED = ("JPEG", "PNG", "BMP", "WEBP", "TIFF")
 _UNSUPPORTED_MAGIC: Tuple[Tuple[bytes, str], ...] = (
@@ -144,6 +163,7 @@ def _walk_jpeg(data: bytes) -> int:
     if n < 4 or data[0] != 0xFF or data[1] != 0xD8:
         raise InvalidImage("the JPEG image is truncated or corrupt")
     pos, scans, segments, dqt_bytes, photoshop_blocks = 2, 0, 0, 0, 0
+    coefficients = (0, 0)  # (bytes libjpeg keeps for a multi-scan file, the bound for its size)
     while True:
         if pos + 2 > n:
             raise InvalidImage("the JPEG image is truncated or corrupt")
@@ -163,6 +183,11 @@ def _walk_jpeg(data: bytes) -> int:
         if marker == 0xD9:  # EOI
             if not scans:
                 raise InvalidImage("the JPEG image has no image data")
+            if scans > 1 and coefficients[0] > coefficients[1]:
+                raise ImageTooComplex(
+                    f"the JPEG image of {scans} scans keeps {coefficients[0] >> 20} MiB of coefficients "
+                    f"while it decodes; the limit for its size is {coefficients[1] >> 20} MiB (a "
+                    "progressive CMYK picture above ~8 MP: save it as baseline)")
             return scans
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
             pos += 2
@@ -176,6 +201,8 @@ def _walk_jpeg(data: bytes) -> int:
         if end > n or end < pos + 4:
             raise InvalidImage("the JPEG image is truncated or corrupt")
         if marker != 0xDA:
+            if marker in _SOF_MARKERS and not coefficients[1]:
+                coefficients = _coefficient_bytes(data, pos + 4, end)
             if not scans and marker == 0xDB:
                 dqt_bytes += end - pos - 4
                 if dqt_bytes > MAX_JPEG_DQT_BYTES:
@@ -196,6 +223,24 @@ def _walk_jpeg(data: bytes) -> int:
         if found is None:
             raise InvalidImage("the JPEG image is truncated or corrupt")
         pos = found.start()
+
+
+def _coefficient_bytes(data: bytes, at: int, end: int) -> Tuple[int, int]:
+    """(bytes libjpeg's whole-picture coefficient buffer takes, the bound for the picture's size)
+    for the frame header (SOFn body) at ``at``: 128 bytes per 8x8 block of every component,
+    MCU-padded as libjpeg allocates it."""
+    if at + 6 > end:
+        return 0, 0
+    height, width, count = (data[at + 1] << 8) | data[at + 2], (data[at + 3] << 8) | data[at + 4], data[at + 5]
+    factors = [(data[at + 6 + 3 * i + 1] >> 4, data[at + 6 + 3 * i + 1] & 15) for i in range(count)
+               if at + 6 + 3 * i + 2 < end]
+    if not factors:
+        return 0, 0
+    h_max, v_max = max(1, max(h for h, _ in factors)), max(1, max(v for _, v in factors))
+    mcu_cols, mcu_rows = -(-width // (8 * h_max)), -(-height // (8 * v_max))
+    kept = sum(mcu_cols * h * mcu_rows * v * 128 for h, v in factors)
+    bound = MAX_JPEG_COEFFICIENT_BYTES_PER_PIXEL * (mcu_cols * 8 * h_max) * (mcu_rows * 8 * v_max)
+    return kept, bound + JPEG_COEFFICIENT_SLACK
 
 
 # ---- PNG -----------------------------------------------------------------------------------------
@@ -335,6 +380,17 @@ def check_tiff(data: bytes) -> int:
     if blocks > MAX_TIFF_BLOCKS * planes:
         raise ImageTooComplex(f"the TIFF image has {blocks} strips or tiles; the limit is "
                               f"{MAX_TIFF_BLOCKS * planes}")
+    width = tiff.ints(ifd0, 256, [0], 1)[0]
+    height = tiff.ints(ifd0, 257, [0], 1)[0]
+    if offsets_tag == 324:
+        block_w, block_h = tiff.ints(ifd0, 322, [width], 1)[0], tiff.ints(ifd0, 323, [height], 1)[0]
+    else:
+        block_w, block_h = width, min(height, tiff.ints(ifd0, 278, [height], 1)[0] or height)
+    block_bytes = block_w * block_h * stored_bits // (8 * planes)
+    if stored_bits > 32 and block_bytes > MAX_TIFF_BLOCK_BYTES:
+        raise ImageTooComplex(f"a strip or tile of the TIFF image decodes to {block_bytes >> 20} MiB; "
+                              f"the limit is {MAX_TIFF_BLOCK_BYTES >> 20} MiB at more than 32 bits per "
+                              "pixel (write smaller strips)")
     compression = tiff.ints(ifd0, 259, [1], 1)[0]
     if compression == 6:
         raise InvalidImage("old-style JPEG compression in TIFF (compression 6, obsolete since 1995) "

@@ -8,13 +8,16 @@
    ``image_too_complex``, in milliseconds);
 2. only the header is read next (format, size, EXIF orientation), and images over the pixel limits
    are refused (413) before any pixel is decoded;
-3. decoding a large picture (4 MP or more) goes through ``shared.decodegate``: a few slots, at a
-   lower CPU priority, a wait that uses no CPU, 503 ``server_busy`` when no thread can wait;
+3. before any pixel is decoded the request reserves its memory from the instance's budget
+   (``shared.budget``: ``admit`` is called with the header's size; without one, decode reserves
+   its own peak): a wait that uses no CPU, 503 ``server_busy`` when it does not fit in time.
+   Large pictures (4 MP or more) decode at a lower CPU priority;
 4. pixels are converted to BGR uint8 in bands of rows straight into the output array, with EXIF
    orientation applied by where each band is written: no full-size float or 16-bit copies.
 
 Memory: decoding a W x H picture needs at most ``MEMORY_FACTOR`` x W x H x 3 bytes (the decoded
-BGR picture) on top of the request body; see README, "Limits". JPEG goes through OpenCV
+BGR picture) on top of the request body; what the whole request needs is each endpoint's
+``catalog.Endpoint.memory``; see README, "Limits". JPEG goes through OpenCV
 (libjpeg-turbo) and so do run-length encoded BMPs; the other formats go through Pillow. Every
 decoded image is BGR uint8 HxWx3 with EXIF orientation applied and transparency composited on
 white (what a drawing canvas means by "transparent").
@@ -31,19 +34,28 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from shared import decodegate, imagecheck
+from shared import budget, imagecheck
 from shared.config import Limits
 from shared.errors import ImageTooComplex, ImageTooLarge, InvalidImage
 
 # We enforce our own pixel limits before decoding; Pillow's bomb check would only duplicate it.
 Image.MAX_IMAGE_PIXELS = None
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+#: Pillow keeps a decoded picture in blocks of this many bytes. Larger than glibc's mmap threshold
+#: (``shared.allocator``: 32 MiB), so a large picture's blocks are mapped and go back to the
+#: kernel when it is freed; Pillow's default 16 MiB blocks stay on the decoding thread's heap
+#: arena, where the request's own thread cannot reuse them (+170 MB held after a 40 MP RGBA PNG).
+PILLOW_BLOCK_BYTES = 64 << 20
+Image.core.set_block_size(PILLOW_BLOCK_BYTES)
 
 _EXIF_ORIENTATION = 0x0112
 #: Peak memory of one decode, in units of the decoded BGR picture (W x H x 3 bytes); measured by
-#: tests/test_imaging_hostile.py for every hostile shape (worst: a one-strip 16-bit RGBA TIFF,
-#: whose strip buffer is 8 bytes per pixel next to Pillow's 4).
-MEMORY_FACTOR = 4
+#: tests/test_imaging_hostile.py for every hostile shape (worst: a progressive JPEG without
+#: chroma subsampling, libjpeg's coefficients; a 16-bit TIFF whose one strip would be 8 bytes per
+#: pixel next to Pillow's 4 is refused by imagecheck).
+MEMORY_FACTOR = 3
+#: Band buffers, allocator rounding and the like, on top of MEMORY_FACTOR x the picture.
+DECODE_SLACK = 32 << 20
 #: Rows are converted in bands of about this many bytes of Pillow pixels.
 _BAND_BYTES = 1 << 22
 #: Pause before answering a file refused as too complex (still well under 100 ms): a client that
@@ -70,35 +82,56 @@ class DecodedImage:
 
 # ---- decoding --------------------------------------------------------------------------------
 
-def decode(data: bytes, limits: Limits) -> DecodedImage:
+def decode_peak_bytes(pixels: int) -> int:
+    """The most one decode of ``pixels`` pixels holds at once (bytes): ``MEMORY_FACTOR`` x the
+    decoded picture, plus band buffers."""
+    return MEMORY_FACTOR * 3 * pixels + DECODE_SLACK
+
+
+def decode(data: bytes, limits: Limits,
+           admit: Optional[Callable[[int, int], None]] = None) -> DecodedImage:
     """Decode image bytes to BGR uint8; 415 for non-images, 413 for images over the limits or
-    asking for too much work, 503 when too many large pictures are being decoded at once."""
+    asking for too much work, 503 when the memory budget has no room in time.
+
+    ``admit(width, height)`` is called once the header is read and before any pixel is decoded:
+    the caller reserves the whole request's memory there (``shared.http``). Without it, the
+    decode reserves its own peak (``decode_peak_bytes``) while it runs."""
     if not data:
         raise InvalidImage("the image is empty")
     kind = imagecheck.sniff(data)
     try:
         rle = imagecheck.check(kind, data)
     except ImageTooComplex:
-        decodegate.DECODE_GATE.pause(REFUSAL_PAUSE_S)  # no encoder writes such a file: it was made to hurt
+        budget.get().pause(REFUSAL_PAUSE_S)  # no encoder writes such a file: it was made to hurt
         raise
     img = _open(data, kind)
     fmt = (img.format or kind).upper()
     width, height = img.size
     try:
         check_size(width, height, limits)
-        if fmt in ("JPEG", "MPO", "WEBP") or rle:
-            # OpenCV decodes these straight into one array (Pillow's WebP keeps two RGBA canvases
-            # and a bytes copy; its run-length BMP decoder is Python). Orientation is read here.
-            orientation = exif_orientation(img.info.get("exif")) if not rle else 1
-            img.close()
-            pixels = decodegate.DECODE_GATE.run(width * height,
-                                     lambda: _decode_opencv(data, (height, width), orientation))
-            return DecodedImage(pixels, fmt, orientation)
-        pixels, orientation = decodegate.DECODE_GATE.run(width * height,
-                                                         lambda: _decode_pillow(img, fmt))
-        return DecodedImage(pixels, fmt, orientation)
+        if admit is not None:
+            admit(width, height)
+            return _decode_admitted(data, img, fmt, rle, width, height)
+        with budget.get().reserve(decode_peak_bytes(width * height), width * height):
+            return _decode_admitted(data, img, fmt, rle, width, height)
     finally:
         img.close()
+
+
+def _decode_admitted(data: bytes, img: Image.Image, fmt: str, rle: bool, width: int,
+                     height: int) -> DecodedImage:
+    """The pixels, once the memory is reserved (a large picture's at a lower CPU priority)."""
+    gate = budget.get()
+    if fmt in ("JPEG", "MPO", "WEBP") or rle:
+        # OpenCV decodes these straight into one array (Pillow's WebP keeps two RGBA canvases
+        # and a bytes copy; its run-length BMP decoder is Python). Orientation is read here.
+        orientation = exif_orientation(img.info.get("exif")) if not rle else 1
+        grey = fmt == "JPEG" and img.mode == "L"
+        img.close()
+        pixels = gate.run(width * height, lambda: _decode_opencv(data, (height, width), orientation, grey))
+        return DecodedImage(pixels, fmt, orientation)
+    pixels, orientation = gate.run(width * height, lambda: _decode_pillow(img, fmt))
+    return DecodedImage(pixels, fmt, orientation)
 
 
 def _open(data: bytes, kind: str) -> Image.Image:
@@ -175,12 +208,15 @@ def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
     return pixels
 
 
-def _decode_opencv(data: bytes, shape: Tuple[int, int], orientation: int) -> np.ndarray:
+def _decode_opencv(data: bytes, shape: Tuple[int, int], orientation: int,
+                   grey: bool = False) -> np.ndarray:
     """JPEG (structure checked by imagecheck), WebP or RLE BMP through OpenCV: BGR uint8, upright.
 
-    Transparency (WebP) is composited on white a band at a time into the output."""
+    Transparency (WebP) is composited on white a band at a time into the output. OpenCV's Python
+    binding copies each decoded picture once more into a numpy array (a transient 2x), so a grey
+    JPEG (``grey``) is decoded as grey and then spread to BGR: 1.33x the picture, not 2x."""
     flags = cv2.IMREAD_IGNORE_ORIENTATION | (cv2.IMREAD_UNCHANGED if data[:4] == b"RIFF"
-                                             else cv2.IMREAD_COLOR)
+                                             else cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if pixels is None:
         raise InvalidImage("the image is truncated or corrupt")

@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT / "shared"
 
 READERS = {"_get": 1, "_float": 1, "_int": 1, "_bool": 1, "side_file_location": 0, "getenv": 0}
-# Set by the Functions platform itself (the IaC gives it through the storage arguments).
-PLATFORM_SETTINGS = frozenset({"AzureWebJobsStorage"})
+# Set by the Functions platform itself (the IaC gives AzureWebJobsStorage through the storage
+# arguments; App Service sets WEBSITE_MEMORY_LIMIT_MB where it limits an app's memory).
+PLATFORM_SETTINGS = frozenset({"AzureWebJobsStorage", "WEBSITE_MEMORY_LIMIT_MB"})
 
 
 @dataclass(frozen=True)

@@ -310,12 +310,17 @@ def tiff_row_strips(width: int = 2441, height: int = 16384) -> bytes:
 
 
 @functools.lru_cache(maxsize=None)
-def tiff_deflate_rgba16(width: int = 16384, height: int = 2441) -> bytes:
-    """Deflate-compressed 16-bit RGBA (associated alpha), one strip: the widest raw buffer."""
+def tiff_deflate_rgba16(width: int = 16384, height: int = 2441, rows_per_strip: Optional[int] = None) -> bytes:
+    """Deflate-compressed 16-bit RGBA (associated alpha), the widest raw pixels, in the biggest
+    strips the decoder accepts (``imagecheck.MAX_TIFF_BLOCK_BYTES``); ``rows_per_strip`` = height
+    gives one strip (refused at 40 MP: 320 MB of strip buffer)."""
+    from shared import imagecheck
+
     pixel = struct.pack("<HHHH", 30000, 40000, 50000, 32768)
-    block = _zlib_rows(pixel * width, height)
-    return tiff_bytes(width, height, samples=4, bits=16, compression=8, blocks=[block],
-                      extra_samples=[2])
+    rows = rows_per_strip or max(1, imagecheck.MAX_TIFF_BLOCK_BYTES // (width * 8))
+    blocks = [_zlib_rows(pixel * width, min(rows, height - y)) for y in range(0, height, rows)]
+    return tiff_bytes(width, height, samples=4, bits=16, compression=8, blocks=blocks,
+                      rows_per_strip=rows, extra_samples=[2])
 
 
 @functools.lru_cache(maxsize=None)
@@ -447,6 +452,8 @@ KINDS: List[Kind] = [
          "300 APP13 segments of 5,400 Photoshop resource blocks", lambda: jpeg_photoshop_flood(16)),
     Kind("jpeg_dqt_flood", jpeg_dqt_flood, "image/jpeg", 4, "300 DQT segments of 1,000 tables",
          lambda: jpeg_dqt_flood(16)),
+    Kind("jpeg_cmyk_progressive", lambda: jpeg_progressive_444(mode="CMYK"), "image/jpeg", 4,
+         "progressive CMYK 6324x6324: 305 MiB of coefficients (8 bytes per pixel)"),
     Kind("png_rgba_zeros", png_rgba_zeros, "image/png", 2, "RGBA 6324x6324 zeros, 155 KB", png_rgba_zeros),
     Kind("png16_rgba", png16_rgba, "image/png", 2, "16-bit RGBA 16384x2441", png16_rgba),
     Kind("png_palette_trns", png_palette_trns, "image/png", 2, "palette + tRNS 6324x6324", png_palette_trns),
@@ -458,8 +465,10 @@ KINDS: List[Kind] = [
     Kind("apng_200k_frames", apng_many_frames, "image/png", 2, "APNG with 200,000 frames (the first decoded)"),
     Kind("tiff_deflate_rgb", tiff_deflate_rgb, "image/tiff", 2, "deflate RGB 6324x6324, one strip",
          tiff_deflate_rgb),
-    Kind("tiff_deflate_rgba16", tiff_deflate_rgba16, "image/tiff", 2, "deflate 16-bit RGBA 16384x2441",
-         tiff_deflate_rgba16),
+    Kind("tiff_deflate_rgba16", tiff_deflate_rgba16, "image/tiff", 2,
+         "deflate 16-bit RGBA 16384x2441 in 64 MiB strips", tiff_deflate_rgba16),
+    Kind("tiff_rgba16_one_strip", lambda: tiff_deflate_rgba16(rows_per_strip=2441), "image/tiff", 4,
+         "deflate 16-bit RGBA 16384x2441 in one 320 MB strip"),
     Kind("tiff_tiny_tiles", tiff_tiny_tiles, "image/tiff", 4, "156,000 16x16 tiles", tiff_tiny_tiles),
     Kind("tiff_jpeg_scans", tiff_jpeg_scan_bomb, "image/tiff", 4, "JPEG-in-TIFF with 12,000 scans",
          tiff_jpeg_scan_bomb),

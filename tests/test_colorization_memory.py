@@ -5,6 +5,8 @@
    scaled up, for both model layouts. Measured: the colorized pixels are identical (0 levels of
    difference on every photo); the model's L input differs by at most 0.002 (L is 0..100), float
    rounding of the same bilinear weights. The test allows 1 level and 0.01 L.
+2. A 40 MP colorization through ``shared.http.handle`` in a fresh child holds at most twice the
+   decoded 8-bit picture (240 MB): measured +153 MiB (1.33x) for a grey 40 MP photo.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pytest
 
 from shared.tasks import colorization as col
 from tests import colorization_reference as ref
+from tests import memory_probe
 
 IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
 PHOTOS = ["ansel_adams2.jpg", "ansel_adams3.jpg", "people1.jpeg"]
@@ -64,3 +67,17 @@ def test_the_comparison_can_tell_a_wrong_resampling():
     nearest = cv2.resize(ab, (w, h), interpolation=cv2.INTER_NEAREST)
     wrong = col.colorize(image, nearest)  # full-size ab in: no resampling inside
     assert int(np.abs(wrong.astype(np.int16) - ref.compose(image, ab)).max()) > 1
+
+
+def test_a_40_megapixel_colorization_holds_at_most_twice_the_picture():
+    """Peak growth of a fresh process serving one 40 MP photo (grey JPEG, JSON answer with the
+    colorized JPEG): at most 2 x the decoded 8-bit picture."""
+    side = 6324
+    picture = side * side * 3
+    report = memory_probe.measure({"rounds": [{"task": "colorization", "inputs": ["photo_40mp"]}],
+                                   "env": {"MEMORY_BUDGET_MB": "4096"}})
+    [entry] = report["rounds"]
+    assert entry["answers"] == [{"status": 200}]
+    print(f"\n40 MP colorization: peak +{entry['growth'] / 2**20:.0f} MiB = "
+          f"{entry['growth'] / picture:.2f} x the picture")
+    assert entry["growth"] <= 2 * picture  # 240 MB

@@ -125,8 +125,9 @@ def test_sizes_follow_the_documented_ranges_and_the_regional_quota(tf):
     count = variables["maximum_instance_count"]["validation"][0]["condition"]
     assert ">= 1" in count and "<= 1000" in count
     [app] = resources(tf, "azurerm_function_app_flex_consumption").values()
-    [pre] = app["lifecycle"][0]["precondition"]
-    assert "var.maximum_instance_count * var.instance_memory_mb <= 512000" in pre["condition"]
+    conditions = [pre["condition"] for pre in app["lifecycle"][0]["precondition"]]
+    assert any("var.maximum_instance_count * var.instance_memory_mb <= 512000" in c for c in conditions)
+    assert any("var.instance_memory_mb >= local.memory_required_mb" in c for c in conditions)
 
 
 def test_the_subscription_reaches_the_provider(tf):

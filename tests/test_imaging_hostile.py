@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from PIL import BmpImagePlugin, Image
 
-from shared import decodegate, imagecheck, imaging
+from shared import budget, imagecheck, imaging
 from shared.config import Limits
 from shared.errors import InvalidImage, PayloadTooLarge, ServerBusy
 from tests import hostile
@@ -42,6 +42,14 @@ def no_decoder(monkeypatch):
         raise AssertionError("a decoder was called for a file that must be refused before decoding")
     monkeypatch.setattr(Image, "open", refuse)
     monkeypatch.setattr(cv2, "imdecode", refuse)
+
+
+def _sof(data: bytes):
+    """(start, end) of the frame header body of a JPEG (its first SOFn segment)."""
+    for marker, pos, end in hostile.jpeg_segments(data):
+        if marker in (0xC0, 0xC1, 0xC2):
+            return pos + 4, end
+    raise AssertionError("no SOF segment")
 
 
 def _refused(data: bytes) -> PayloadTooLarge:
@@ -231,7 +239,7 @@ def test_rle_bmp_pixels_match_pillow():
 _CHILD = r"""
 import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
-from shared import decodegate, imaging
+from shared import budget, imaging
 from shared.config import Limits
 
 def status(key):
@@ -244,8 +252,9 @@ limits = Limits(max_body_bytes=20 << 20, max_image_pixels=40_000_000, max_image_
 warm, data = open(sys.argv[2], "rb").read(), open(sys.argv[3], "rb").read()
 threads = int(sys.argv[4])
 imaging.decode(warm, limits)  # lazy imports and first-use allocations happen here
-decodegate.DECODE_GATE = decodegate.DecodeGate(slots=1, queue=threads, wait_s=120,
-                                               large_pixels=decodegate.LARGE_PIXELS)
+# room for one decode's peak at a time (as the decode gate's one slot was): the others wait
+budget.set_budget(budget.MemoryBudget(total=imaging.decode_peak_bytes(6324 * 6324), wait_s=120,
+                                      queue=threads))
 import gc, threading
 gc.collect()
 with open("/proc/self/clear_refs", "w") as f:
@@ -296,10 +305,11 @@ MEMORY_SHAPES = {
     "bmp_rle8_runs": (hostile.bmp_rle8_runs, (6324, 6324)),
     "webp_flat": (hostile.webp_lossless_flat, (6324, 6324)),
     "jpeg_progressive_444": (hostile.jpeg_progressive_444, (6324, 6324)),
-    "jpeg_cmyk_progressive": (lambda: hostile.jpeg_progressive_444(mode="CMYK"), (6324, 6324)),
+    # the largest progressive CMYK JPEG under the coefficient bound (a 40 MP one is refused)
+    "jpeg_cmyk_progressive": (lambda: hostile.jpeg_progressive_444(2800, mode="CMYK"), (2800, 2800)),
 }
 #: Band buffers, allocator rounding and the like, on top of MEMORY_FACTOR x the picture.
-SLACK = 32 << 20
+SLACK = imaging.DECODE_SLACK
 
 
 @pytest.mark.parametrize("name", list(MEMORY_SHAPES))
@@ -375,19 +385,32 @@ def test_animated_webp_gives_its_first_frame():
     assert out.shape == (16, 24, 3) and out[8, 12].tolist() == [10, 10, 200]
 
 
-# ---- admission -----------------------------------------------------------------------------------
+# ---- admission (shared.budget; tests/test_memory_budget.py has the rest) ----------------------
 
-def test_decode_gate_runs_one_queues_one_refuses_the_rest():
-    gate = decodegate.DecodeGate(slots=1, queue=1, wait_s=30, large_pixels=100)
+MB = 1 << 20
+LARGE = budget.LARGE_PIXELS
+
+
+def _wait_for(predicate, what: str) -> None:
+    """Wait until the state ``predicate()`` checks holds (polled every 10 ms; 10 s means a bug)."""
+    for _ in range(1000):
+        if predicate():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError(what)
+
+
+def test_budget_admits_what_fits_queues_one_refuses_the_rest():
+    gate = budget.MemoryBudget(total=100 * MB, wait_s=30, queue=1)
     holding, release, waited = threading.Event(), threading.Event(), threading.Event()
 
     def first():
-        with gate.admit(1000):
+        with gate.reserve(80 * MB, LARGE):
             holding.set()
             release.wait(30)
 
     def second():
-        with gate.admit(1000):
+        with gate.reserve(80 * MB, LARGE):
             waited.set()
 
     a = threading.Thread(target=first)
@@ -395,34 +418,30 @@ def test_decode_gate_runs_one_queues_one_refuses_the_rest():
     assert holding.wait(10)
     b = threading.Thread(target=second)
     b.start()
-    # the second decode is waiting (a state, not a clock: the 30 s only bounds a failure; measured
-    # with two busy loops on the 2 cores, it waited within 0.001 s in 200 of 200 rounds)
-    deadline = time.monotonic() + 30
-    while gate.waiting != 1 and time.monotonic() < deadline:
-        threading.Event().wait(0.01)
-    assert gate.waiting == 1 and not waited.is_set()
-    with pytest.raises(ServerBusy) as info:  # a third large decode: refused at once
-        with gate.admit(1000):
+    _wait_for(lambda: gate.waiting == 1, "the second large request waits")
+    assert not waited.is_set()
+    with pytest.raises(ServerBusy) as info:  # a third one: no waiting place, refused at once
+        with gate.reserve(80 * MB, LARGE):
             pass
     assert info.value.status == 503 and info.value.headers["Retry-After"] == "1"
-    with gate.admit(99):  # a small picture never waits
+    with gate.reserve(20 * MB, 1000):  # what fits the free budget is admitted at once
         pass
     release.set()
     a.join(10)
     b.join(10)
-    assert waited.is_set() and gate.running == 0 and gate.waiting == 0
+    assert waited.is_set() and gate.held == 0 and gate.waiting == 0
 
 
-def test_decode_gate_wait_is_bounded_and_reentrant():
-    gate = decodegate.DecodeGate(slots=1, queue=4, wait_s=0.2, large_pixels=1)
-    with gate.admit(10):
-        with gate.admit(10):  # the same thread again: no deadlock
-            pass
+def test_budget_wait_is_bounded_and_reentrant():
+    gate = budget.MemoryBudget(total=100 * MB, wait_s=0.2, queue=4)
+    with gate.reserve(90 * MB, LARGE):
+        with gate.reserve(90 * MB, LARGE):  # the same thread again: already counted, no deadlock
+            assert gate.held == 90 * MB
         errors = []
 
         def other():
             try:
-                with gate.admit(10):
+                with gate.reserve(50 * MB, LARGE):
                     pass
             except ServerBusy as exc:
                 errors.append(exc)
@@ -430,33 +449,33 @@ def test_decode_gate_wait_is_bounded_and_reentrant():
         t.start()
         t.join(10)  # a ceiling only: refused after wait_s, 0.200 to 0.211 s (two busy loops, 100 rounds)
         assert len(errors) == 1 and errors[0].code == "server_busy"
-    assert gate.running == 0
+    assert gate.held == 0
 
 
 def test_large_decodes_run_at_a_lower_cpu_priority():
-    gate = decodegate.DecodeGate(slots=1, queue=1, wait_s=5, large_pixels=100, nice=5)
+    gate = budget.MemoryBudget(total=100 * MB, wait_s=5, queue=1, nice=5)
     me = threading.get_native_id()
 
     def where():
         tid = threading.get_native_id()
         return tid, os.getpriority(os.PRIO_PROCESS, tid)
 
-    small_tid, small_nice = gate.run(99, where)
-    large_tid, large_nice = gate.run(100, where)
+    small_tid, small_nice = gate.run(LARGE - 1, where)
+    large_tid, large_nice = gate.run(LARGE, where)
     assert small_tid == me and small_nice == os.getpriority(os.PRIO_PROCESS, me)
     assert large_tid != me and large_nice == min(19, small_nice + 5)
     with pytest.raises(ZeroDivisionError):  # errors of the work reach the caller
-        gate.run(100, lambda: 1 / 0)
-    assert gate.running == 0
+        gate.run(LARGE, lambda: 1 / 0)
+    assert gate.held == 0
 
 
 def test_refusal_pause_parks_only_while_a_place_is_free(monkeypatch):
-    gate = decodegate.DecodeGate(slots=1, queue=1, wait_s=5, large_pixels=100)
+    gate = budget.MemoryBudget(total=100 * MB, wait_s=5, queue=1)
     parked, release = threading.Event(), threading.Event()
 
     def first():
         with gate._cond:
-            gate._waiting += 1  # a place taken, as by a waiting decode
+            gate._waiting += 1  # a place taken, as by a waiting request
         parked.set()
         release.wait(10)
         with gate._cond:
@@ -466,7 +485,7 @@ def test_refusal_pause_parks_only_while_a_place_is_free(monkeypatch):
     t.start()
     assert parked.wait(10)
     slept = []
-    monkeypatch.setattr(decodegate.time, "sleep", slept.append)
+    monkeypatch.setattr(budget.time, "sleep", slept.append)
     gate.pause(0.05)  # no place: answers at once
     assert slept == []
     release.set()
@@ -475,16 +494,32 @@ def test_refusal_pause_parks_only_while_a_place_is_free(monkeypatch):
     assert slept == [0.05] and gate.waiting == 0
 
 
-def test_decode_gate_refusal_comes_after_the_cheap_checks(monkeypatch):
-    """A busy gate answers 503 only for real large pictures; bombs still get their 413."""
-    gate = decodegate.DecodeGate(slots=0, queue=0, wait_s=0, large_pixels=decodegate.LARGE_PIXELS)
-    monkeypatch.setattr(decodegate, "DECODE_GATE", gate)
-    with pytest.raises(ServerBusy):
-        imaging.decode(hostile.png_rgba_zeros(), DEFAULT_LIMITS)
-    with pytest.raises(PayloadTooLarge):
-        imaging.decode(hostile.jpeg_scan_bomb(), DEFAULT_LIMITS)
-    small = imaging.decode(hostile.png_rgba_zeros(64), DEFAULT_LIMITS)
-    assert small.pixels.shape == (64, 64, 3)
+def test_budget_refusal_comes_after_the_cheap_checks(monkeypatch):
+    """A busy budget answers 503 only for real pictures that need room; bombs still get their
+    413, and a picture that fits is decoded."""
+    busy = budget.MemoryBudget(total=100 * MB, wait_s=0, queue=0)
+    monkeypatch.setattr(budget, "_budget", busy)
+    holding, release = threading.Event(), threading.Event()
+
+    def other_request():
+        with busy.reserve(60 * MB, LARGE):
+            holding.set()
+            release.wait(30)
+
+    t = threading.Thread(target=other_request)
+    t.start()
+    try:
+        assert holding.wait(10)
+        with pytest.raises(ServerBusy):
+            imaging.decode(hostile.png_rgba_zeros(), DEFAULT_LIMITS)
+        with pytest.raises(PayloadTooLarge):
+            imaging.decode(hostile.jpeg_scan_bomb(), DEFAULT_LIMITS)
+        small = imaging.decode(hostile.png_rgba_zeros(64), DEFAULT_LIMITS)
+        assert small.pixels.shape == (64, 64, 3) and busy.held == 60 * MB
+    finally:
+        release.set()
+        t.join(10)
+    assert busy.held == 0
 
 
 # ---- item 3: orientation -------------------------------------------------------------------------
@@ -637,3 +672,35 @@ def test_image_too_complex_is_declared_in_the_openapi_document():
     codes_503 = spec["components"]["schemas"]["Error503Detail"]["properties"]["code"]["enum"]
     assert "image_too_complex" in codes_413
     assert "server_busy" in codes_503
+
+
+def test_sixteen_bit_tiff_in_one_huge_strip_is_refused_before_decoding(no_decoder):
+    """libtiff would hold the whole 320 MB strip beside Pillow's picture (4 x the picture)."""
+    err = _refused(hostile.tiff_deflate_rgba16(rows_per_strip=2441))
+    assert err.code == "image_too_complex" and "strip" in err.message
+
+
+def test_sixteen_bit_tiff_in_strips_and_eight_bit_in_one_strip_are_decoded():
+    out = imaging.decode(hostile.tiff_deflate_rgba16(width=4096, height=2048, rows_per_strip=2048 // 3),
+                         DEFAULT_LIMITS)
+    assert out.pixels.shape == (2048, 4096, 3)
+    one_strip = hostile.tiff_bytes(64, 64, blocks=[bytes(64 * 64 * 3)])  # 8-bit: left alone
+    assert imaging.decode(one_strip, DEFAULT_LIMITS).pixels.shape == (64, 64, 3)
+
+
+def test_progressive_cmyk_jpeg_at_the_pixel_limit_is_refused_before_decoding(no_decoder):
+    """libjpeg would keep 305 MiB of coefficients for it (3.7 x the picture)."""
+    err = _refused(hostile.jpeg_progressive_444(mode="CMYK"))
+    assert err.code == "image_too_complex" and "coefficients" in err.message
+
+
+def test_coefficient_bound_leaves_baseline_cmyk_and_progressive_rgb_alone():
+    baseline = io.BytesIO()
+    Image.new("CMYK", (640, 480), (10, 40, 80, 20)).save(baseline, "JPEG", quality=90)
+    assert imagecheck.check_jpeg(baseline.getvalue()) == 1
+    data = hostile.jpeg_progressive_444()  # 3 components, 40 MP: 229 MiB, under the bound
+    assert imagecheck.check_jpeg(data) == 10
+    assert imagecheck._coefficient_bytes(data, *_sof(data))[0] == 6328 * 6328 * 3 * 2
+    assert imagecheck.check_jpeg(hostile.jpeg_progressive_444(2800, mode="CMYK")) == 18  # ~8 MP: ok
+    with pytest.raises(PayloadTooLarge):  # control: a little larger is refused
+        imagecheck.check_jpeg(hostile.jpeg_progressive_444(3000, mode="CMYK"))

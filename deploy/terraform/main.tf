@@ -1,4 +1,13 @@
 locals {
+  # The memory arithmetic (README "Limits"): every request in flight on an instance may hold its
+  # endpoint's peak at once, so instance memory >= resting size + concurrency x (a + b x megapixels
+  # + body). The numbers are shared/catalog.py's (APP_RESTING_MB, the largest Endpoint.memory);
+  # tests/test_memory_budget.py checks they agree.
+  memory_resting_mb       = 350
+  memory_peak_a_mb        = 32
+  memory_peak_b_mb_per_mp = 9.0
+  memory_required_mb      = local.memory_resting_mb + var.http_concurrency * (local.memory_peak_a_mb + local.memory_peak_b_mb_per_mp * var.max_image_pixels / 1000000 + var.max_body_bytes / 1048576)
+
   # Storage account names: 3-24 lower-case letters/digits, globally unique.
   storage_account_name = "${var.name_prefix}ovaas${substr(md5(var.resource_group_name), 0, 6)}"
 
@@ -26,6 +35,10 @@ locals {
     OVMS_TLS                     = local.ovms_address.tls
     # the ingress's certificate chains to a public root: the system's roots
     OVMS_TLS_CA_FILE = ""
+    # The app's memory budget per instance (shared/budget.py): MEMORY_BUDGET_MB when set, else the
+    # instance size less the app's resting size.
+    MEMORY_BUDGET_MB   = var.memory_budget_mb == null ? "" : tostring(var.memory_budget_mb)
+    INSTANCE_MEMORY_MB = tostring(var.instance_memory_mb)
 
     # Host storage through the managed identity (Microsoft's identity-based connection settings).
     # azurerm writes its own AzureWebJobsStorage from the storage arguments, with an empty
@@ -231,6 +244,15 @@ resource "azurerm_function_app_flex_consumption" "main" {
       # shared by every Flex app there (Microsoft's Flex Consumption plan docs).
       condition     = var.maximum_instance_count * var.instance_memory_mb <= 512000
       error_message = "maximum_instance_count x instance_memory_mb exceeds the region's Flex Consumption quota (512,000 MB per subscription and region)."
+    }
+    precondition {
+      # README "Limits": http_concurrency requests at the pixel and body limits must fit at once.
+      condition     = var.instance_memory_mb >= local.memory_required_mb
+      error_message = "instance_memory_mb is smaller than resting size + http_concurrency x the largest per-request peak at max_image_pixels and max_body_bytes (README \"Limits\"): raise instance_memory_mb, or lower http_concurrency or max_image_pixels."
+    }
+    precondition {
+      condition     = var.memory_budget_mb == null || var.memory_budget_mb <= var.instance_memory_mb - local.memory_resting_mb
+      error_message = "memory_budget_mb leaves the app less than its resting size on the instance (README \"Limits\")."
     }
   }
 }

@@ -96,6 +96,22 @@ variable "max_image_pixels" {
   default     = 40000000
 }
 
+variable "memory_budget_mb" {
+  description = <<-EOT
+    Memory the requests in flight on one instance may hold at once (the app's MEMORY_BUDGET_MB, MiB):
+    each request reserves its endpoint's peak (a + b x megapixels, README "Limits") before decoding
+    and waits, or gets 503 server_busy, when it does not fit. null = instance_memory_mb less the
+    app's resting size (350 MiB). Plan time checks that http_concurrency requests at the limits fit
+    the instance.
+  EOT
+  type        = number
+  default     = null
+  validation {
+    condition     = var.memory_budget_mb == null || var.memory_budget_mb >= 64
+    error_message = "memory_budget_mb: null, or at least 64 (MiB)."
+  }
+}
+
 variable "max_image_side" {
   description = "Longest image side, in pixels (413 above)."
   type        = number

@@ -10,6 +10,7 @@ contract gives its class, logged here once.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -71,7 +72,7 @@ def _serve(req: func.HttpRequest, task_name: str, timings: Timings, start: float
     endpoint = catalog.by_task(task_name)
     answer = contract.negotiate(req, raw_options, endpoint)
 
-    from shared import imaging, serving  # numpy/cv2/Pillow/gRPC: imported on the first request only
+    from shared import budget, imaging  # numpy/cv2/Pillow: imported on the first request only
     from shared.allocator import keep_large_buffers
     from shared.tasks import get_task
 
@@ -81,8 +82,22 @@ def _serve(req: func.HttpRequest, task_name: str, timings: Timings, start: float
     task_options = dict(answer.defaults)
     task_options.update((k, v) for k, v in raw_options.items() if k not in contract.http_options)
     options = task.parse_options(task_options)
-    with timings.stage("decode"):  # a bad option was a 400 before any decoding
-        decoded = imaging.decode(image_bytes, limits)
+    with contextlib.ExitStack() as held:  # the request's memory, reserved until its answer is built
+        def admit(width: int, height: int) -> None:
+            pixels = width * height
+            held.enter_context(budget.get().reserve(
+                endpoint.memory.peak_bytes(pixels) + len(image_bytes), pixels))
+
+        with timings.stage("decode"):  # a bad option was a 400 before any decoding
+            decoded = imaging.decode(image_bytes, limits, admit)
+        return _answer(task, decoded, options, answer, endpoint, timings, start)
+
+
+def _answer(task: Any, decoded: Any, options: Any, answer: Answer, endpoint: catalog.Endpoint,
+            timings: Timings, start: float) -> Tuple[func.HttpResponse, str]:
+    """Run the task on the decoded picture and build the answer (under the request's reservation)."""
+    from shared import serving
+
     adapter = serving.get_adapter(config.model_settings(endpoint.prefix))
     meta = adapter.metadata()
     result = task.run_owned(decoded.pixels, adapter, options, timings, meta=meta)
