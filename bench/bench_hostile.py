@@ -1,7 +1,8 @@
 """Bench: hostile pictures inside the limits through the local stack (issue 14), run by hand.
 
     .venv/bin/python bench/bench_hostile.py [--root PATH] [--repeat 2] [--load-seconds 20]
-                                            [--kinds a,b] [--no-load] [--no-shapes]
+                                            [--kinds a,b] [--no-load] [--no-shapes] [--no-memory]
+                                            [--memory-only]
 
 One model server (a generated SSD detector with a constant answer: inference costs next to
 nothing) and one local Functions host started from ``--root`` (default: this checkout; point it at
@@ -17,6 +18,15 @@ an export of an older commit to measure "before"). Two parts:
    latency against the quiet median just before and after. Three controls put the numbers in
    context: a flood of 11-byte junk (415), of 19 MB of junk (415: upload volume alone), and of
    the normal JPEG itself (an ordinary flood of the same 4 clients).
+
+3. Memory (issue 25): each endpoint's whole request, stage by stage, for the worst pictures inside
+   the limits (40 MP RGBA PNG, 16-bit RGBA PNG and TIFF, RLE8 BMP, progressive 4:4:4 JPEG, a grey
+   photo) and both answer forms (JSON, rendered PNG), each in a fresh child process
+   (``tests.memory_probe``: peak RSS growth per stage over the RSS once the body has arrived).
+   Printed per endpoint: the peak per megapixel of each stage (the worst over the pictures), the
+   whole request's, and the catalog's documented ``a + b x MP``; then the budget arithmetic for the
+   settings (instance memory >= resting + concurrency x (largest peak + body)) and this machine's
+   default budget. ``--memory-only`` runs just this part (no stack).
 
 The machine may be shared: every ratio is measured side by side in one run; rerun when noisy.
 """
@@ -126,6 +136,58 @@ def load(port: int, kinds: List[hostile.Kind], seconds: float) -> None:
         quiet = after
 
 
+MEMORY_INPUTS = ["png_rgba_zeros", "png16_rgba", "bmp_rle8_runs", "tiff_deflate_rgba16",
+                 "jpeg_progressive_444", "photo_40mp"]
+MEMORY_PIXELS = {"png16_rgba": 16384 * 2441, "tiff_deflate_rgba16": 16384 * 2441}
+STAGES = ["decode", "preprocess", "inference", "postprocess", "render", "encode", "answer"]
+
+
+def memory() -> None:
+    """Part 3: peak per megapixel per endpoint and stage, and the budget arithmetic."""
+    from shared import catalog, config
+    from tests import memory_probe
+
+    mib, rows = float(1 << 20), []
+    print("\npeak RSS growth per megapixel (MiB/MP; the decoded picture itself is 2.86), worst over "
+          f"{', '.join(MEMORY_INPUTS)}; JSON and rendered PNG answers")
+    print(f"{'endpoint':14s} " + " ".join(f"{s:>11s}" for s in STAGES) + f" {'request':>8s}  documented")
+    for endpoint in catalog.ENDPOINTS:
+        per_stage = {s: 0.0 for s in STAGES}
+        whole = 0.0
+        for params in ({}, {"render": "true", "format": "png"}):
+            rounds = [{"task": endpoint.task, "inputs": [name], "params": params} for name in MEMORY_INPUTS]
+            report = memory_probe.measure({"stages": True, "rounds": rounds,
+                                           "env": {"MEMORY_BUDGET_MB": "100000"}}, timeout=1800)
+            for entry in report["rounds"]:
+                mp = MEMORY_PIXELS.get(entry["inputs"][0], 6324 * 6324) / 1e6
+                for stage, peak in entry["stages"].items():
+                    per_stage[stage] = max(per_stage.get(stage, 0.0), peak / mib / mp)
+                whole = max(whole, entry["growth"] / mib / mp)
+        cost = endpoint.memory
+        at_limit = cost.peak_bytes(40_000_000) / mib
+        rows.append((endpoint.task, whole * 40, at_limit))
+        print(f"{endpoint.task:14s} " + " ".join(f"{per_stage[s]:11.2f}" for s in STAGES) +
+              f" {whole:8.2f}  {cost.a_mb:g} + {cost.b_mb_per_mp:g} x MP = {at_limit:.0f} MiB at 40 MP", flush=True)
+    for task, measured, documented in rows:
+        verdict = "OK" if measured <= documented else "OVER: raise the catalog's factor"
+        print(f"  {task}: measured {measured:.0f} MiB at 40 MP, documented {documented:.0f} MiB: {verdict}")
+    limits = config.limits()
+    peak = catalog.largest_peak_bytes(limits.max_image_pixels) / mib
+    body = limits.max_body_bytes / mib
+    deployed = 4  # deploy/terraform's http_concurrency default (PYTHON_THREADPOOL_THREAD_COUNT follows it)
+    for threads, what in ((deployed, "deployed default"), (config.worker_threads(), "this process's threads")):
+        need = catalog.required_instance_mb(threads, limits.max_image_pixels, limits.max_body_bytes)
+        print(f"\nbudget arithmetic ({what}): resting {catalog.APP_RESTING_MB} MiB + {threads} at once x "
+              f"(largest peak {peak:.0f} MiB at {limits.max_image_pixels / 1e6:g} MP + body {body:.0f} MiB)"
+              f" = {need:.0f} MiB")
+        for size in (2048, 4096):
+            print(f"  Flex instance {size} MB: {'fits' if need <= size else 'does NOT fit'} ({size - need:+.0f} MiB)")
+    total, where = config.instance_memory_bytes()
+    budget_mib = config.memory_budget_bytes() / mib
+    print(f"this machine: instance memory {total / mib:.0f} MiB ({where}), default budget {budget_mib:.0f} MiB"
+          f" = {int(budget_mib // (peak + body))} requests at the limits at once")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", type=Path, default=ROOT, help="app folder to serve (default: this checkout)")
@@ -135,7 +197,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--no-load", action="store_true")
     p.add_argument("--no-shapes", action="store_true")
     p.add_argument("--controls", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--memory-only", action="store_true", help="only part 3 (no stack)")
     args = p.parse_args(argv)
+    if args.memory_only:
+        memory()
+        return 0
     names = [n for n in args.kinds.split(",") if n] or None
     work = Path(tempfile.mkdtemp(prefix="bench-hostile-"))
     base = work / "detect"
@@ -153,6 +220,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not args.no_load:
             kinds = [k for k in hostile.LOAD_KINDS if names is None or k.name in names]
             load(host.port, kinds + (CONTROLS if args.controls else []), args.load_seconds)
+        if not args.no_memory:
+            memory()
     finally:
         if host is not None:
             host.stop()

@@ -59,11 +59,13 @@ def _reset_peak() -> None:
 
 
 def _side_file(model: str, name: str) -> str:
-    for kind in ("models-real", "models-synthetic"):
-        path = SHARED / kind / model / name
-        if path.is_file():
-            return str(path)
-    raise FileNotFoundError(f"{model}/{name} is not in ../shared")
+    """A side file from the model search path (models/, $OVAAS_MODELS_DIR, ../shared)."""
+    from scripts.tooling.modelsearch import find_side_file
+
+    path = find_side_file(model, name)
+    if path is None:
+        raise FileNotFoundError(f"{model}/{name} is in no model folder")
+    return str(path)
 
 
 def _adapters() -> Dict[str, Any]:
