@@ -21,7 +21,7 @@ an export of an older commit to measure "before"). Two parts:
 
 3. Memory (issue 25): each endpoint's whole request, stage by stage, for the worst pictures inside
    the limits (40 MP RGBA PNG, 16-bit RGBA PNG and TIFF, RLE8 BMP, progressive 4:4:4 JPEG, a grey
-   photo) and both answer forms (JSON, rendered PNG), each in a fresh child process
+   photo, grey noise) and the answer forms (JSON, JSON with a PNG, rendered PNG), each in a fresh child process
    (``tests.memory_probe``: peak RSS growth per stage over the RSS once the body has arrived).
    Printed per endpoint: the peak per megapixel of each stage (the worst over the pictures), the
    whole request's, and the catalog's documented ``a + b x MP``; then the budget arithmetic for the
@@ -137,7 +137,7 @@ def load(port: int, kinds: List[hostile.Kind], seconds: float) -> None:
 
 
 MEMORY_INPUTS = ["png_rgba_zeros", "png16_rgba", "bmp_rle8_runs", "tiff_deflate_rgba16",
-                 "jpeg_progressive_444", "photo_40mp"]
+                 "jpeg_progressive_444", "photo_40mp", "noise_40mp"]
 MEMORY_PIXELS = {"png16_rgba": 16384 * 2441, "tiff_deflate_rgba16": 16384 * 2441}
 STAGES = ["decode", "preprocess", "inference", "postprocess", "render", "encode", "answer"]
 
@@ -149,12 +149,13 @@ def memory() -> None:
 
     mib, rows = float(1 << 20), []
     print("\npeak RSS growth per megapixel (MiB/MP; the decoded picture itself is 2.86), worst over "
-          f"{', '.join(MEMORY_INPUTS)}; JSON and rendered PNG answers")
+          f"{', '.join(MEMORY_INPUTS)}; JSON (with output_format=png too) and rendered PNG answers")
     print(f"{'endpoint':14s} " + " ".join(f"{s:>11s}" for s in STAGES) + f" {'request':>8s}  documented")
     for endpoint in catalog.ENDPOINTS:
         per_stage = {s: 0.0 for s in STAGES}
         whole = 0.0
-        for params in ({}, {"render": "true", "format": "png"}):
+        # output_format=png: a JSON answer carrying a full-size PNG (those tasks that have one)
+        for params in ({}, {"output_format": "png"}, {"render": "true", "format": "png"}):
             rounds = [{"task": endpoint.task, "inputs": [name], "params": params} for name in MEMORY_INPUTS]
             report = memory_probe.measure({"stages": True, "rounds": rounds,
                                            "env": {"MEMORY_BUDGET_MB": "100000"}}, timeout=1800)

@@ -111,8 +111,10 @@ ENDPOINTS: Tuple[Endpoint, ...] = (
         model_name="colorization", omz_model="colorization-v2", sample_images=("ansel_adams2.jpg", "ansel_adams3.jpg"),
         omz_precision=None,  # a public model: converted, not published per precision
         original_options=(("compare", "true"),),  # the original answered both pictures side by side
-        # decode 8.6 MiB/MP (progressive JPEG); colorized over the picture in bands, encode 4.5
-        memory=MemoryCost(a_mb=24.0, b_mb_per_mp=9.0),
+        # decode 8.6 MiB/MP (progressive JPEG); colorized over the picture in bands; a JSON answer
+        # with the PNG of a noisy 40 MP picture peaks at 337-372 MiB while encoding (the picture
+        # and OpenCV's growing PNG buffer; its base64 is made once the picture is let go of)
+        memory=MemoryCost(a_mb=40.0, b_mb_per_mp=9.0),
         side_files=(
             SideFile("COLORIZATION_COEFFICIENTS_PATH", "the 313 ab bin centres (Caffe variant only)",
                      filename="colorization-v2.npy"),

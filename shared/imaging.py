@@ -380,10 +380,15 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 
 def encode(image: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> bytes:
     """Encode a BGR uint8 image as JPEG or PNG bytes."""
+    return encode_buffer(image, fmt, quality).tobytes()
+
+
+def encode_buffer(image: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> np.ndarray:
+    """``encode`` as the encoder's own uint8 buffer (no bytes copy)."""
     if fmt == "png":
         ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 3])
     else:
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError(f"could not encode image as {fmt}")
-    return buf.tobytes()
+    return buf

@@ -120,7 +120,15 @@ def _builders() -> Dict[str, Callable[[], bytes]]:
         big = cv2.resize(img, (side, side), interpolation=cv2.INTER_LINEAR)
         return cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 
+    def noise(side: int = 6324) -> bytes:  # grey noise at the pixel limit, just under the body limit
+        import cv2
+        import numpy as np
+
+        img = np.random.default_rng(9).integers(0, 256, (side, side), dtype=np.uint8)
+        return cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 30])[1].tobytes()
+
     return {
+        "noise_40mp": noise,
         "png_rgba_zeros": hostile.png_rgba_zeros,
         "png16_rgba": hostile.png16_rgba,
         "bmp_rle8_runs": hostile.bmp_rle8_runs,

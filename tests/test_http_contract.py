@@ -416,3 +416,16 @@ def test_base64_with_more_padding_than_needed_is_400(adapter):
     for extra in ("=", "==", "===="):
         resp, data = call(**as_json({"image": b64 + extra}))
         assert_error(resp, data, 400, "invalid_base64")
+
+
+def test_base64_text_goes_into_the_json_body_as_a_string():
+    """colorization's pictures: bytes written into the body, the same JSON as a str would give."""
+    from shared.formats import Base64Text
+    from shared.http.response import json_response
+
+    data = base64.b64encode(png())
+    payload = {"a": {"data": Base64Text(data), "n": 1}, "b": [Base64Text(b"QUJD"), "x\x00y"], "c": "é"}
+    body = json_response(payload).get_body()
+    plain = {"a": {"data": data.decode(), "n": 1}, "b": ["QUJD", "x\x00y"], "c": "é"}
+    assert json.loads(body) == plain
+    assert body == json.dumps(plain, ensure_ascii=False, separators=(",", ":")).encode()

@@ -204,7 +204,7 @@ def test_the_terraform_checks_the_catalog_arithmetic():
 # ---- the deployed concurrency --------------------------------------------------------------------
 
 WORST = ["png_rgba_zeros", "bmp_rle8_runs", "tiff_deflate_rgba16", "jpeg_progressive_444"]
-#: room for one 40 MP request at a time (each reserves 24-32 + 9 x 40 MiB and its body; the small
+#: room for one 40 MP request at a time (each reserves 24-40 + 9 x 40 MiB and its body; the small
 #: reserve is kept free), where the four at once, unconstrained, peak at +820-880 MiB
 BUDGET_MB = 700
 

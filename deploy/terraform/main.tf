@@ -4,7 +4,7 @@ locals {
   # + body). The numbers are shared/catalog.py's (APP_RESTING_MB, the largest Endpoint.memory);
   # tests/test_memory_budget.py checks they agree.
   memory_resting_mb       = 350
-  memory_peak_a_mb        = 32
+  memory_peak_a_mb        = 40
   memory_peak_b_mb_per_mp = 9.0
   memory_required_mb      = local.memory_resting_mb + var.http_concurrency * (local.memory_peak_a_mb + local.memory_peak_b_mb_per_mp * var.max_image_pixels / 1000000 + var.max_body_bytes / 1048576)
 

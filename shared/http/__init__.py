@@ -89,15 +89,18 @@ def _serve(req: func.HttpRequest, task_name: str, timings: Timings, start: float
                 endpoint.memory.peak_bytes(pixels) + len(image_bytes), pixels))
 
         with timings.stage("decode"):  # a bad option was a 400 before any decoding
-            decoded = imaging.decode(image_bytes, limits, admit)
-        return _answer(task, decoded, options, answer, endpoint, timings, start)
+            held_picture = [imaging.decode(image_bytes, limits, admit)]
+        return _answer(task, held_picture, options, answer, endpoint, timings, start)
 
 
-def _answer(task: Any, decoded: Any, options: Any, answer: Answer, endpoint: catalog.Endpoint,
+def _answer(task: Any, held_picture: list, options: Any, answer: Answer, endpoint: catalog.Endpoint,
             timings: Timings, start: float) -> Tuple[func.HttpResponse, str]:
-    """Run the task on the decoded picture and build the answer (under the request's reservation)."""
+    """Run the task on the decoded picture and build the answer (under the request's reservation).
+    ``held_picture`` holds the only other reference to it: taken here, so the JSON answer's body
+    is built once the picture (and the result drawn over it) are gone."""
     from shared import serving
 
+    decoded = held_picture.pop()
     adapter = serving.get_adapter(config.model_settings(endpoint.prefix))
     meta = adapter.metadata()
     result = task.run_owned(decoded.pixels, adapter, options, timings, meta=meta)
@@ -109,10 +112,13 @@ def _answer(task: Any, decoded: Any, options: Any, answer: Answer, endpoint: cat
         return json_response(body, 200, _timing_headers(timings, start, label)), label
     if answer.kind == Answer.SHAPES:
         return json_response(result.to_shapes(), 200, _timing_headers(timings, start, label)), label
-    with timings.stage("encode"):
-        payload: Dict[str, Any] = dict(result.to_dict())
+    size = {"width": decoded.width, "height": decoded.height}
+    del decoded  # the result is now the picture's only holder: to_answer may let go of it
+    with timings.stage("encode"):  # to_answer: to_dict as the result's last use (colorization)
+        payload: Dict[str, Any] = dict(getattr(result, "to_answer", result.to_dict)())
+    del result
     payload["model"] = {"name": meta.name, "version": meta.version}
-    payload["image"] = {"width": decoded.width, "height": decoded.height}
+    payload["image"] = size
     timings.add("total", (time.perf_counter() - start) * 1000.0)
     payload["timing_ms"] = timing_block(timings.to_dict())
     return json_response(payload, 200, {"Server-Timing": server_timing(payload["timing_ms"])}), label

@@ -9,15 +9,16 @@ status its class declares.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 
 import azure.functions as func
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
 from shared.errors import OvaasError
-from shared.formats import MIME_TYPES
+from shared.formats import MIME_TYPES, Base64Text
 from shared.options import opt_bool, opt_choice
 
 JSON = "application/json"
@@ -56,10 +57,31 @@ def negotiate(req: func.HttpRequest, options: Mapping[str, Any]) -> Answer:
 
 def json_response(payload: Any, status: int = 200,
                   headers: Optional[Mapping[str, str]] = None) -> func.HttpResponse:
-    """A JSON HttpResponse (compact, UTF-8, non-ASCII kept readable)."""
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return func.HttpResponse(body=body.encode("utf-8"), status_code=status,
+    """A JSON HttpResponse (compact, UTF-8, non-ASCII kept readable). ``Base64Text`` values are
+    written into the body as JSON strings without a str copy (the one large copy is the body)."""
+    large: List[bytes] = []
+    token = f"\x00{uuid.uuid4().hex}\x00"  # stands for each Base64Text while the rest is serialized
+
+    def placeholder(value: Any) -> Any:
+        if isinstance(value, Base64Text):
+            large.append(value.data)
+            return token
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                      default=placeholder)
+    if not large:
+        body = text.encode("utf-8")
+    else:
+        parts = text.split(json.dumps(token))
+        pieces: List[bytes] = [parts[0].encode("utf-8")]
+        for data, part in zip(large, parts[1:]):
+            pieces += [b'"', data, b'"', part.encode("utf-8")]
+        del large
+        body = b"".join(pieces)
+    return func.HttpResponse(body=body, status_code=status,
                              mimetype=JSON, charset="utf-8", headers=dict(headers or {}))
+
 
 
 def picture_response(body: bytes, fmt: str, headers: Optional[Mapping[str, str]] = None) -> func.HttpResponse:
