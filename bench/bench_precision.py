@@ -5,10 +5,10 @@ default inference precision, against f32 on both sides.
 
 For each real SSD detector (person-detection-0200, person-vehicle-bike-detection-2000,
 person-detection-retail-0013) the local model server serves it twice: with OpenVINO's defaults
-(bf16 on CPUs with AMX, f32 elsewhere) and with ``plugin_config {"INFERENCE_PRECISION_HINT":
-"f32"}``. The endpoint's pipeline (``DetectionTask`` through the KServe adapter) is compared with
-model_api's SSD wrapper run in-process at the same precision, on every photo in ../shared/images,
-its mirror image and a centre crop. Each of our detections is matched to the nearest oracle box of
+(bf16 on CPUs with AMX or avx512_bf16, Zen 4 EPYCs among them; f32 elsewhere) and with
+``plugin_config {"INFERENCE_PRECISION_HINT": "f32"}``. The endpoint's pipeline (``DetectionTask``
+through the KServe adapter) is compared with model_api's SSD wrapper run in-process at the same
+precision, on every photo in ../shared/images, its mirror image and a centre crop. Each of our detections is matched to the nearest oracle box of
 the same label; printed per detector and precision: detections compared, the worst box corner gap
 (px), the worst score gap, and detections without a partner (both sides may drop a box whose score
 is within the score gap of the threshold). These figures set the tolerance of

@@ -30,6 +30,7 @@ from shared import budget, imagecheck, imaging
 from shared.config import Limits
 from shared.errors import InvalidImage, PayloadTooLarge, ServerBusy
 from tests import hostile
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LIMITS = Limits(max_body_bytes=20 << 20, max_image_pixels=40_000_000, max_image_side=16384)
@@ -391,15 +392,6 @@ MB = 1 << 20
 LARGE = budget.LARGE_PIXELS
 
 
-def _wait_for(predicate, what: str) -> None:
-    """Wait until the state ``predicate()`` checks holds (polled every 10 ms; 10 s means a bug)."""
-    for _ in range(1000):
-        if predicate():
-            return
-        threading.Event().wait(0.01)
-    raise AssertionError(what)
-
-
 def test_budget_admits_what_fits_queues_one_refuses_the_rest():
     gate = budget.MemoryBudget(total=100 * MB, wait_s=30, queue=1)
     holding, release, waited = threading.Event(), threading.Event(), threading.Event()
@@ -418,7 +410,7 @@ def test_budget_admits_what_fits_queues_one_refuses_the_rest():
     assert holding.wait(10)
     b = threading.Thread(target=second)
     b.start()
-    _wait_for(lambda: gate.waiting == 1, "the second large request waits")
+    wait_until(lambda: gate.waiting == 1, "the second large request waits")
     assert not waited.is_set()
     with pytest.raises(ServerBusy) as info:  # a third one: no waiting place, refused at once
         with gate.reserve(80 * MB, LARGE):

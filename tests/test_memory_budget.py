@@ -25,19 +25,11 @@ from shared import budget, catalog, config
 from shared.errors import ServerBusy
 from tests import memory_probe
 from tests.terraform_hcl import load, locals_, named_blocks
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1 << 20
 LARGE = budget.LARGE_PIXELS
-
-
-def _wait_for(predicate, what: str) -> None:
-    """Wait until the state ``predicate()`` checks holds (polled every 10 ms; 10 s means a bug)."""
-    for _ in range(1000):
-        if predicate():
-            return
-        threading.Event().wait(0.01)
-    raise AssertionError(what)
 
 
 class Holder(threading.Thread):
@@ -76,7 +68,7 @@ def test_small_pictures_are_never_starved_by_large_ones():
     assert big.admitted.wait(10) and gate.held == 90 * MB
     waiting = Holder(gate, 50 * MB, LARGE)
     waiting.start()
-    _wait_for(lambda: gate.waiting == 1, "a second large request waits")
+    wait_until(lambda: gate.waiting == 1, "a second large request waits")
     assert attempt(gate, 8 * MB, LARGE - 1) == "admitted"  # small: the reserve is its, at once
     control = budget.MemoryBudget(total=100 * MB, wait_s=0, queue=0, small_reserve=10 * MB)
     with control.reserve(90 * MB, LARGE):  # control: a large one may not use the reserve
@@ -97,10 +89,10 @@ def test_large_requests_are_admitted_first_come_first_served():
     assert first.admitted.wait(10)
     huge = Holder(gate, 90 * MB, LARGE)  # waits for the first to finish
     huge.start()
-    _wait_for(lambda: gate.waiting == 1, "the 90 MB request waits")
+    wait_until(lambda: gate.waiting == 1, "the 90 MB request waits")
     medium = Holder(gate, 30 * MB, LARGE)  # would fit now, but must not overtake
     medium.start()
-    _wait_for(lambda: gate.waiting == 2, "the 30 MB request waits behind it")
+    wait_until(lambda: gate.waiting == 2, "the 30 MB request waits behind it")
     assert not medium.admitted.is_set()
     first.release.set()
     assert huge.admitted.wait(10)
